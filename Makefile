@@ -1,0 +1,33 @@
+# Every target sets up its own virtual environment first, so each works on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch that this kind of machine keeps on disk; override for a GPU build.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install test lint demo train bench clean
+
+$(BIN)/metarl: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(BIN)/metarl
+
+install: $(BIN)/metarl
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest -q
+
+demo: install
+	$(BIN)/metarl demo
+
+bench: install
+	$(BIN)/metarl benchmark sampler --env metarl/HalfCheetahVel-v0
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,102 @@
+"""2-D navigation to a goal: the fast, numpy-only test bed (Finn et al. 2017, section 5.3)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.error import ResetNeeded
+from gymnasium.utils import EzPickle
+
+from envs.base import ArrayDefinitions, Arrays, TaskField, first
+from envs.vector import ArrayVectorEnv
+
+__all__ = ["Navigation2DEnv", "Navigation2DVectorEnv"]
+
+
+class Navigation2DEnv(ArrayDefinitions, gym.Env, EzPickle):
+    """A point agent that starts at the origin and moves toward a goal in [-0.5, 0.5]^2.
+
+    Observation: the position (2). Action: a displacement, clipped to [-0.1, 0.1]
+    per axis. Reward (Finn et al. 2017; pytorch-maml-rl ``Navigation2DEnv``):
+    ``-||position - goal||_2`` after the move (info ``reward_distance``). The episode
+    runs to the horizon (100, from the registry); it never terminates early.
+
+    Args:
+        task: the initial task (default: a fixed draw from the distribution).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    task_fields = (TaskField("goal", "box", -0.5, 0.5, dim=2),)
+    max_step: ClassVar[float] = 0.1
+
+    def __init__(self, task: dict[str, Any] | None = None) -> None:
+        EzPickle.__init__(self, task)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float64)
+        self.action_space = gym.spaces.Box(
+            -self.max_step, self.max_step, shape=(2,), dtype=np.float32
+        )
+        self._position = np.zeros((1, 2))
+        self._init_task(task)
+        self._was_reset = False
+
+    @classmethod
+    def move(cls, position: np.ndarray, action: np.ndarray) -> np.ndarray:
+        return position + np.clip(action, -cls.max_step, cls.max_step)
+
+    @classmethod
+    def observation(cls, state: Arrays) -> np.ndarray:
+        return state["position"].copy()
+
+    @classmethod
+    def reward(cls, before, state, action, tasks):
+        distance = -np.linalg.norm(state["position"] - tasks["goal"], axis=1)
+        return distance, {"reward_distance": distance}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self._position = np.zeros((1, 2))
+        self._was_reset = True
+        return self.observation({"position": self._position})[0], {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if not self._was_reset:
+            raise ResetNeeded("Cannot call step() before reset(): call reset(seed=...) first.")
+        action = np.asarray(action, dtype=np.float64)[None]
+        before = {"position": self._position}
+        self._position = self.move(self._position, action)
+        obs, reward, terminated, info = self.step_arrays(
+            before, {"position": self._position}, action, self._task_arrays
+        )
+        return obs[0], float(reward[0]), bool(terminated[0]), False, first(info)
+
+
+class Navigation2DVectorEnv(ArrayVectorEnv):
+    """``num_envs`` navigation sub-envs as one numpy array.
+
+    Args:
+        num_envs: number of sub-envs.
+        max_episode_steps: truncation horizon (the registry's 100, through ``gym.make_vec``).
+    """
+
+    def __init__(self, num_envs: int, max_episode_steps: int | None = None) -> None:
+        template = Navigation2DEnv()
+        super().__init__(
+            Navigation2DEnv,
+            num_envs,
+            template.observation_space,
+            template.action_space,
+            max_episode_steps,
+        )
+        self._position = np.zeros((self.num_envs, 2))
+
+    def _reset_physics(self, ids: np.ndarray) -> None:
+        self._position[ids] = 0.0
+
+    def _step_physics(self, actions: np.ndarray, ids: np.ndarray | None) -> None:
+        ids = slice(None) if ids is None else ids
+        self._position[ids] = Navigation2DEnv.move(self._position[ids], actions[ids])
+
+    def _state(self) -> Arrays:
+        return {"position": self._position.copy()}

@@ -1,0 +1,305 @@
+"""The task-distribution environments and the batched engine (the environments contract)."""
+
+from __future__ import annotations
+
+import pickle
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.error import ResetNeeded
+from gymnasium.utils.env_checker import check_env
+
+import envs
+
+MUJOCO_IDS = [i for i in envs.ENV_IDS if "Navigation" not in i]
+DT = 0.05  # 5 frames of 0.01 s
+
+
+def make(env_id: str, task: dict | None = None):
+    env = gym.make(env_id)
+    if task is not None:
+        env.unwrapped.task = task
+    return env
+
+
+@pytest.mark.parametrize("env_id", envs.ENV_IDS)
+def test_check_env(env_id):
+    check_env(gym.make(env_id).unwrapped, skip_render_check=True)
+
+
+@pytest.mark.parametrize("env_id", envs.ENV_IDS)
+def test_reward_is_sum_of_info_parts(env_id):
+    env = make(env_id)
+    env.reset(seed=0)
+    for _ in range(20):
+        _, reward, terminated, _, info = env.step(env.action_space.sample())
+        parts = [v for k, v in info.items() if k.startswith("reward_")]
+        assert parts, "the info must carry the reward parts"
+        assert reward == pytest.approx(sum(parts), abs=1e-12)
+        if terminated:
+            break
+
+
+def _step_from_state(env_id, task, action):
+    """Reset with a fixed seed, step once; return the reward and the raw physical quantities."""
+    env = make(env_id, task)
+    env.reset(seed=7)
+    u = env.unwrapped
+    qpos_before = u.data.qpos.copy() if hasattr(u, "data") else None
+    _, reward, _, _, _ = env.step(action)
+    if qpos_before is None:
+        return reward, {"position": u._position[0].copy()}
+    return reward, {
+        "before": qpos_before,
+        "after": u.data.qpos.copy(),
+        "cfrc": u.data.cfrc_ext.copy(),
+    }
+
+
+ACTION6 = np.array([0.5, -0.3, 0.2, 0.9, -0.7, 0.1], dtype=np.float32)
+ACTION8 = np.array([0.4, -0.2, 0.6, -0.9, 0.3, 0.1, -0.5, 0.8], dtype=np.float32)
+
+
+@pytest.mark.parametrize("velocity", [0.0, 0.7, 2.0])
+def test_half_cheetah_vel_reward_formula(velocity):
+    reward, s = _step_from_state("metarl/HalfCheetahVel-v0", {"velocity": velocity}, ACTION6)
+    v = (s["after"][0] - s["before"][0]) / DT
+    a = ACTION6.astype(np.float64)
+    assert reward == pytest.approx(-abs(v - velocity) - 0.05 * np.dot(a, a), abs=1e-9)
+
+
+@pytest.mark.parametrize("direction", [-1, 1])
+def test_half_cheetah_dir_reward_formula(direction):
+    reward, s = _step_from_state("metarl/HalfCheetahDir-v0", {"direction": direction}, ACTION6)
+    v = (s["after"][0] - s["before"][0]) / DT
+    a = ACTION6.astype(np.float64)
+    assert reward == pytest.approx(direction * v - 0.05 * np.dot(a, a), abs=1e-9)
+
+
+def _ant_costs(s, a):
+    contact = 5e-4 * np.sum(np.clip(s["cfrc"], -1, 1) ** 2)
+    return 0.05 - 0.005 * np.dot(a, a) - contact
+
+
+@pytest.mark.parametrize("velocity", [0.0, 1.5, 3.0])
+def test_ant_vel_reward_formula(velocity):
+    reward, s = _step_from_state("metarl/AntVel-v0", {"velocity": velocity}, ACTION8)
+    vx = (s["after"][0] - s["before"][0]) / DT
+    a = ACTION8.astype(np.float64)
+    assert reward == pytest.approx(-abs(vx - velocity) + 1.0 + _ant_costs(s, a), abs=1e-9)
+
+
+@pytest.mark.parametrize("direction", [-1, 1])
+def test_ant_dir_reward_formula(direction):
+    reward, s = _step_from_state("metarl/AntDir-v0", {"direction": direction}, ACTION8)
+    vx = (s["after"][0] - s["before"][0]) / DT
+    a = ACTION8.astype(np.float64)
+    assert reward == pytest.approx(direction * vx + _ant_costs(s, a), abs=1e-9)
+
+
+@pytest.mark.parametrize("goal", [[0.0, 0.0], [2.0, -1.0], [-0.5, 2.9]])
+def test_ant_goal_reward_formula(goal):
+    reward, s = _step_from_state("metarl/AntGoal-v0", {"goal": goal}, ACTION8)
+    l1 = abs(s["after"][0] - goal[0]) + abs(s["after"][1] - goal[1])
+    a = ACTION8.astype(np.float64)
+    assert reward == pytest.approx(-l1 + _ant_costs(s, a), abs=1e-9)
+
+
+@pytest.mark.parametrize("goal", [[0.0, 0.0], [0.5, -0.5], [-0.2, 0.3]])
+def test_navigation_reward_formula_and_clipping(goal):
+    reward, s = _step_from_state(
+        "metarl/Navigation2D-v0", {"goal": goal}, np.array([0.05, 0.5], dtype=np.float32)
+    )
+    np.testing.assert_allclose(s["position"], [0.05, 0.1])  # the second axis clipped to 0.1
+    assert reward == pytest.approx(-np.hypot(0.05 - goal[0], 0.1 - goal[1]), abs=1e-9)
+
+
+def test_navigation_episode_ends_at_horizon_100():
+    env = gym.make("metarl/Navigation2D-v0")
+    env.reset(seed=0)
+    for t in range(1, 101):
+        _, _, terminated, truncated, _ = env.step(np.zeros(2, dtype=np.float32))
+        assert not terminated
+        assert truncated == (t == 100)
+
+
+def test_ant_terminates_when_torso_leaves_healthy_range():
+    env = make("metarl/AntVel-v0")
+    env.reset(seed=0)
+    u = env.unwrapped
+    qpos, qvel = u.data.qpos.copy(), u.data.qvel.copy()
+    qpos[2] = 1.5  # torso above the healthy range [0.2, 1.0]
+    u.set_state(qpos, qvel)
+    assert env.step(np.zeros(8, dtype=np.float32))[2]
+
+
+@pytest.mark.parametrize("env_id", envs.ENV_IDS)
+def test_sampled_tasks_reproducible_and_in_support(env_id):
+    u = gym.make(env_id).unwrapped
+    a = u.sample_tasks(50, rng=np.random.default_rng(3))
+    b = u.sample_tasks(50, rng=np.random.default_rng(3))
+    c = u.sample_tasks(50, rng=np.random.default_rng(4))
+    assert a == b and a != c
+    import json
+
+    assert json.loads(json.dumps(a)) == a
+    for task in a:
+        u.task = task  # every sampled task passes validation
+        assert u.task == task
+
+
+def test_task_distributions_match_the_paper():
+    rng = np.random.default_rng(0)
+    vel = [
+        t["velocity"]
+        for t in gym.make("metarl/HalfCheetahVel-v0").unwrapped.sample_tasks(2000, rng)
+    ]
+    assert min(vel) >= 0 and max(vel) <= 2 and abs(np.mean(vel) - 1.0) < 0.05
+    ant = [t["velocity"] for t in gym.make("metarl/AntVel-v0").unwrapped.sample_tasks(2000, rng)]
+    assert max(ant) <= 3 and max(ant) > 2.9
+    dirs = [t["direction"] for t in gym.make("metarl/AntDir-v0").unwrapped.sample_tasks(2000, rng)]
+    assert set(dirs) == {-1.0, 1.0} and abs(np.mean(dirs)) < 0.1
+    goals = np.array(
+        [t["goal"] for t in gym.make("metarl/AntGoal-v0").unwrapped.sample_tasks(2000, rng)]
+    )
+    radius = np.linalg.norm(goals, axis=1)
+    assert radius.max() <= 3 and np.mean(radius < 1.5) == pytest.approx(
+        0.25, abs=0.04
+    )  # uniform in area
+    nav = np.array(
+        [t["goal"] for t in gym.make("metarl/Navigation2D-v0").unwrapped.sample_tasks(2000, rng)]
+    )
+    assert nav.min() >= -0.5 and nav.max() <= 0.5
+
+
+def _assert_same_step(batched, sync, where):
+    for name, x, y in zip(
+        ("obs", "reward", "terminated", "truncated"), batched[:4], sync[:4], strict=True
+    ):
+        np.testing.assert_allclose(x, y, rtol=0, atol=1e-8, err_msg=f"{name} at {where}")
+    assert batched[4].keys() == sync[4].keys(), f"info keys at {where}"
+    for key in sync[4]:
+        np.testing.assert_allclose(
+            batched[4][key], sync[4][key], rtol=0, atol=1e-8, err_msg=f"{key} at {where}"
+        )
+
+
+@pytest.mark.parametrize("env_id", envs.ENV_IDS)
+def test_batched_engine_equals_sync_vector_env(env_id):
+    n = 5
+    batched = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point")
+    sync = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync")
+    tasks = batched.unwrapped.sample_tasks(n, np.random.default_rng(1))
+    batched.set_attr("task", tasks)
+    sync.set_attr("task", tasks)
+    assert list(batched.get_attr("task")) == tasks
+    ob, ib = batched.reset(seed=11)
+    os_, is_ = sync.reset(seed=11)
+    np.testing.assert_allclose(ob, os_, rtol=0, atol=1e-8)
+    assert ib.keys() == is_.keys()
+    rng = np.random.default_rng(0)
+    # Large torques make the ants fall, so episodes terminate and autoreset mid-run.
+    scale = 3.0 if "Ant" in env_id else 1.0
+    terminations = 0
+    for t in range(200):
+        actions = scale * rng.uniform(-1, 1, (n, *batched.single_action_space.shape))
+        b, s = batched.step(actions), sync.step(actions)
+        _assert_same_step(b, s, f"{env_id} step {t}")
+        terminations += int(b[2].sum())
+    if "Ant" in env_id:
+        assert terminations > 0, "the Ant run must cover a termination"
+    batched.close()
+    sync.close()
+
+
+def test_batched_engine_uses_mujoco_batch_threads():
+    vec = gym.make_vec(
+        "metarl/HalfCheetahVel-v0",
+        num_envs=3,
+        vectorization_mode="vector_entry_point",
+        num_threads=2,
+    )
+    assert vec.unwrapped.batch.nsim == 3 and vec.unwrapped.batch.nthread == 2
+
+
+@pytest.mark.parametrize("env_id", ["metarl/HalfCheetahDir-v0", "metarl/Navigation2D-v0"])
+def test_pickle_and_async(env_id):
+    env = gym.make(env_id).unwrapped
+    env.task = env.sample_tasks(1, np.random.default_rng(5))[0]
+    clone = pickle.loads(pickle.dumps(env))
+    assert type(clone) is type(env)
+    vec = gym.make_vec(env_id, num_envs=2, vectorization_mode="async")
+    try:
+        tasks = env.sample_tasks(2, np.random.default_rng(2))
+        vec.set_attr("task", tasks)
+        assert list(vec.get_attr("task")) == tasks
+        vec.reset(seed=0)
+        obs, reward, *_ = vec.step(np.zeros((2, *env.action_space.shape), dtype=np.float32))
+        assert obs.shape == (2, *env.observation_space.shape) and np.isfinite(reward).all()
+    finally:
+        vec.close()
+
+
+# --- bad input ---------------------------------------------------------------------------
+BAD_TASKS = [
+    ("metarl/HalfCheetahVel-v0", {"speed": 1.0}, "speed"),
+    ("metarl/HalfCheetahVel-v0", {"velocity": "fast"}, "velocity"),
+    ("metarl/HalfCheetahVel-v0", {"velocity": 2.5}, "velocity"),
+    ("metarl/HalfCheetahVel-v0", {}, "velocity"),
+    ("metarl/HalfCheetahDir-v0", {"direction": 0.5}, "direction"),
+    ("metarl/HalfCheetahDir-v0", {"direction": True}, "direction"),
+    ("metarl/AntVel-v0", {"velocity": -0.1}, "velocity"),
+    ("metarl/AntGoal-v0", {"goal": [3.0, 3.0]}, "goal"),
+    ("metarl/AntGoal-v0", {"goal": [1.0]}, "goal"),
+    ("metarl/Navigation2D-v0", {"goal": [0.6, 0.0]}, "goal"),
+    ("metarl/Navigation2D-v0", {"goal": "0.1,0.2"}, "goal"),
+]
+
+
+@pytest.mark.parametrize(("env_id", "task", "key"), BAD_TASKS)
+def test_bad_task_names_the_key(env_id, task, key):
+    env = gym.make(env_id).unwrapped
+    before = env.task
+    with pytest.raises(ValueError, match=repr(key)):
+        env.task = task
+    with pytest.raises(ValueError, match=repr(key)):
+        env.set_task(task)
+    assert env.task == before, "a rejected task must leave the old one in place"
+    vec = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point")
+    with pytest.raises(ValueError, match=repr(key)):
+        vec.set_attr("task", [env.task, task])
+
+
+def test_task_must_be_a_dict():
+    with pytest.raises(ValueError, match="dict"):
+        gym.make("metarl/HalfCheetahVel-v0").unwrapped.task = 1.0
+
+
+@pytest.mark.parametrize("env_id", ["metarl/HalfCheetahVel-v0", "metarl/Navigation2D-v0"])
+def test_task_list_of_wrong_length(env_id):
+    vec = gym.make_vec(env_id, num_envs=3, vectorization_mode="vector_entry_point")
+    tasks = vec.unwrapped.sample_tasks(2)
+    with pytest.raises(ValueError, match=r"3 tasks.*length 2"):
+        vec.set_attr("task", tasks)
+
+
+@pytest.mark.parametrize("env_id", ["metarl/AntDir-v0", "metarl/Navigation2D-v0"])
+def test_step_before_reset(env_id):
+    env = gym.make(env_id)
+    with pytest.raises(ResetNeeded):
+        env.step(env.action_space.sample())
+    with pytest.raises(ResetNeeded, match="reset"):
+        env.unwrapped.step(env.action_space.sample())
+    vec = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point")
+    with pytest.raises(ResetNeeded, match="reset"):
+        vec.step(np.zeros((2, *env.action_space.shape)))
+
+
+def test_wrong_action_shape_in_batched_engine():
+    vec = gym.make_vec(
+        "metarl/HalfCheetahVel-v0", num_envs=2, vectorization_mode="vector_entry_point"
+    )
+    vec.reset(seed=0)
+    with pytest.raises(ValueError, match=r"\(2, 6\)"):
+        vec.step(np.zeros((2, 5)))
