@@ -1,0 +1,538 @@
+"""Typed experiment configs, loaded from YAML with clear errors (DESIGN.md, config contract).
+
+Each config is a frozen dataclass with a docstring per field, in the style of
+CleanRL's ``Args``. Every way in (``load_config``, ``Config.from_dict`` and the
+constructors themselves) checks keys, types and values before any work starts
+and raises :class:`ConfigError` naming the full dotted key, for example::
+
+    adaptaton: unknown key; did you mean 'adaptation'?
+    adaptation.lr: must be positive, got -0.1
+
+Overrides are ``"a.b=value"`` strings whose value is read as a YAML scalar or
+flow collection (``policy.hidden_sizes=[64,64]``). Setting ``meta_optimizer.name``
+to a different optimizer starts that optimizer from its defaults: the old
+optimizer's keys from the file are dropped, and other ``meta_optimizer.*``
+overrides given on the same command line then apply (in any order) and are
+checked against the new optimizer.
+
+YAML is read with PyYAML's safe loader, changed in two ways: ``1e-5`` is a
+float (YAML 1.2; PyYAML's YAML 1.1 reads it as a string), and a key given twice
+in one mapping is an error instead of silently keeping the last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+
+from metarl.policies import ACTIVATIONS
+
+__all__ = [
+    "FVP_KINDS",
+    "META_OPTIMIZERS",
+    "OBJECTIVES",
+    "SAMPLER_KINDS",
+    "AdaptationConfig",
+    "Config",
+    "ConfigError",
+    "MetaOptimizerConfig",
+    "PPOConfig",
+    "PolicyConfig",
+    "SamplerConfig",
+    "TRPOConfig",
+    "load_config",
+    "parse_override",
+    "save_config",
+]
+
+OBJECTIVES = ("maml", "dice", "lvc")
+SAMPLER_KINDS = ("batched", "sync", "async")
+FVP_KINDS = ("exact", "gauss_newton", "adapted_fisher")
+
+# Gymnasium's id grammar (gymnasium/envs/registration.py ENV_ID_RE), with the
+# namespace and the version made mandatory: every metarl id is namespace/Name-vN.
+_ENV_ID_RE = re.compile(r"^[\w:.-]+/[\w:.-]+?-v\d+$")
+
+
+class ConfigError(ValueError):
+    """A config key is unknown, of the wrong type, or holds an impossible value.
+
+    Attributes:
+        key: the full dotted key at fault (``""`` for the whole config).
+        reason: what is wrong with it.
+        source: the file it came from, when known.
+    """
+
+    def __init__(
+        self, reason: str, *, key: str = "", source: str | os.PathLike[str] | None = None
+    ) -> None:
+        self.key, self.reason, self.source = key, reason, source
+        where = f"{source}: " if source is not None else ""
+        super().__init__(f"{where}{key}: {reason}" if key else f"{where}{reason}")
+
+    def under(self, prefix: str) -> ConfigError:
+        """The same error with its key moved below ``prefix``."""
+        return ConfigError(self.reason, key=_join(prefix, self.key), source=self.source)
+
+
+def _err(key: str, reason: str, source: str | os.PathLike[str] | None = None) -> ConfigError:
+    return ConfigError(reason, key=key, source=source)
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix and key else prefix or key
+
+
+# --- field checks ----------------------------------------------------------------
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """``value`` checked against the type ``hint`` (ints become floats where floats are due)."""
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise _err(key, f"expected a bool (true/false), got {_type_name(value)} {value!r}")
+        return value
+    if hint is int:
+        # bool is an int subclass; `steps: true` is a mistake, not 1.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _err(key, f"expected an int, got {_type_name(value)} {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _err(key, f"expected a number, got {_type_name(value)} {value!r}")
+        if not math.isfinite(value):
+            raise _err(key, f"must be finite, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise _err(key, f"expected a string, got {_type_name(value)} {value!r}")
+        return value
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise _err(key, f"must be {typing.get_args(hint)[0]!r}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise _err(key, f"expected a list, got {_type_name(value)} {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if all(dataclasses.is_dataclass(o) for o in options):
+            return _coerce_variant(value, options, key)
+        # float | list[float]: a list goes to the list branch, anything else to the scalar one.
+        wanted = list if isinstance(value, list | tuple) else float
+        for option in options:
+            if option is wanted or typing.get_origin(option) is wanted:
+                return _coerce(value, option, key)
+        raise _err(key, f"expected {hint}, got {_type_name(value)} {value!r}")
+    if dataclasses.is_dataclass(hint):
+        return _from_mapping(hint, value, key)
+    raise TypeError(f"config field {key} has an unsupported type {hint!r}")  # a bug here
+
+
+def _coerce_variant(value: Any, options: tuple[type, ...], key: str) -> Any:
+    """A mapping with a ``name`` key turned into the dataclass registered under that name."""
+    if isinstance(value, options):
+        return value
+    if not isinstance(value, Mapping):
+        raise _err(key, f"expected a mapping, got {_type_name(value)} {value!r}")
+    registry = {o.NAME: o for o in options}
+    default = next(iter(registry))
+    name = value.get("name", default)
+    if not isinstance(name, str) or name not in registry:
+        raise _err(
+            _join(key, "name"),
+            f"unknown {key.replace('_', ' ') or 'variant'} {name!r}; expected one of "
+            f"{sorted(registry)}{_suggest(name, registry)}",
+        )
+    return _from_mapping(registry[name], value, key)
+
+
+def _suggest(word: Any, choices: Sequence[str] | Mapping[str, Any]) -> str:
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _from_mapping(cls: type, data: Any, key: str = "") -> Any:
+    """Build the config dataclass ``cls`` from ``data``; errors name keys below ``key``."""
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, Mapping):
+        what = f"{key!r}" if key else "the config"
+        raise _err(
+            key, f"expected a mapping for {what} ({cls.__name__}), got {_type_name(data)} {data!r}"
+        )
+    names = [f.name for f in fields(cls)]
+    for name in data:
+        if name not in names:
+            raise _err(
+                _join(key, str(name)),
+                f"unknown key{_suggest(name, names)} (valid keys: {', '.join(names)})",
+            )
+    for f in fields(cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and f.name not in data:
+            raise _err(_join(key, f.name), "required key is missing")
+    try:
+        return cls(**data)
+    except ConfigError as err:
+        raise err.under(key) from None
+
+
+class _Checked:
+    """Mixin: type-check and normalise every field after ``__init__``, then run ``_check``."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):  # type: ignore[arg-type]
+            value = _coerce(getattr(self, f.name), hints[f.name], f.name)
+            # Frozen dataclasses: normalising (int -> float, dict -> config) must bypass it.
+            object.__setattr__(self, f.name, value)
+        self._check()
+
+    def _check(self) -> None:
+        """Value checks beyond the type; raise ConfigError with the field's name."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, YAML-ready dict (nested configs become dicts, lists are copied)."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+
+def _positive(value: float | int, key: str) -> None:
+    if not value > 0:
+        raise _err(key, f"must be positive, got {value!r}")
+
+
+def _non_negative(value: float | int, key: str) -> None:
+    if not value >= 0:
+        raise _err(key, f"must be non-negative, got {value!r}")
+
+
+def _one_of(value: str, choices: Sequence[str], key: str) -> None:
+    if value not in choices:
+        raise _err(key, f"must be one of {list(choices)}, got {value!r}{_suggest(value, choices)}")
+
+
+# --- configs ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicyConfig(_Checked):
+    """The Gaussian MLP policy (Finn et al. 2017, appendix A.2: two layers of 100 ReLU)."""
+
+    hidden_sizes: list[int] = field(default_factory=lambda: [100, 100])
+    """Widths of the hidden layers."""
+    activation: str = "relu"
+    """Hidden activation: one of metarl.policies.ACTIVATIONS (relu, tanh, elu)."""
+    init_std: float = 1.0
+    """Initial action standard deviation (rllab GaussianMLPPolicy default)."""
+
+    def _check(self) -> None:
+        for i, width in enumerate(self.hidden_sizes):
+            _positive(width, f"hidden_sizes[{i}]")
+        _one_of(self.activation, sorted(ACTIVATIONS), "activation")
+        _positive(self.init_std, "init_std")
+
+
+@dataclass(frozen=True)
+class AdaptationConfig(_Checked):
+    """The inner loop: ``steps`` policy-gradient steps ``phi = theta - lr * grad L(theta)``."""
+
+    lr: float | list[float] = 0.1
+    """Inner step size: one for every step, or a list with one per step (the paper: 0.1)."""
+    steps: int = 1
+    """Inner gradient steps during meta-training."""
+    first_order: bool = False
+    """Drop second derivatives through the inner step (first-order MAML)."""
+
+    @property
+    def lrs(self) -> list[float]:
+        """The step size of each inner step, ``steps`` entries."""
+        return list(self.lr) if isinstance(self.lr, list) else [self.lr] * self.steps
+
+    def _check(self) -> None:
+        _positive(self.steps, "steps")
+        if isinstance(self.lr, list):
+            if len(self.lr) != self.steps:
+                raise _err(
+                    "lr", f"has {len(self.lr)} entries but steps is {self.steps}; give one per step"
+                )
+            for i, lr in enumerate(self.lr):
+                _positive(lr, f"lr[{i}]")
+        else:
+            _positive(self.lr, "lr")
+
+
+@dataclass(frozen=True)
+class TRPOConfig(_Checked):
+    """TRPO meta-optimizer (Schulman et al. 2015), as used by MAML-RL."""
+
+    NAME: ClassVar[str] = "trpo"
+
+    name: Literal["trpo"] = "trpo"
+    """Selects this optimizer under ``meta_optimizer:``."""
+    max_kl: float = 0.01
+    """Trust-region size: mean KL between old and new adapted policies."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations for the natural-gradient direction."""
+    cg_damping: float = 1e-5
+    """Damping added to the Fisher-vector product."""
+    ls_max_steps: int = 15
+    """Backtracking line-search steps before the update is rejected."""
+    ls_backtrack_ratio: float = 0.8
+    """Step shrink factor per line-search step, in (0, 1)."""
+    fvp: str = "gauss_newton"
+    """Fisher-vector product form: exact | gauss_newton | adapted_fisher."""
+
+    def _check(self) -> None:
+        _positive(self.max_kl, "max_kl")
+        _positive(self.cg_iters, "cg_iters")
+        _non_negative(self.cg_damping, "cg_damping")
+        _positive(self.ls_max_steps, "ls_max_steps")
+        if not 0 < self.ls_backtrack_ratio < 1:
+            raise _err("ls_backtrack_ratio", f"must be in (0, 1), got {self.ls_backtrack_ratio!r}")
+        _one_of(self.fvp, FVP_KINDS, "fvp")
+
+
+@dataclass(frozen=True)
+class PPOConfig(_Checked):
+    """Clipped-surrogate meta-optimizer with Adam (ProMP, Rothfuss et al. 2019)."""
+
+    NAME: ClassVar[str] = "ppo"
+
+    name: Literal["ppo"] = "ppo"
+    """Selects this optimizer under ``meta_optimizer:``."""
+    lr: float = 1e-3
+    """Adam learning rate of the meta-update (ProMP: 1e-3)."""
+    epochs: int = 5
+    """Gradient steps on each meta-batch (ProMP: 5)."""
+    clip: float = 0.3
+    """Likelihood-ratio clipping range (ProMP: 0.3)."""
+    inner_kl_coeff: float = 0.0
+    """Penalty on the KL between pre- and post-adaptation policies (ProMP: 5e-4)."""
+
+    def _check(self) -> None:
+        _positive(self.lr, "lr")
+        _positive(self.epochs, "epochs")
+        _positive(self.clip, "clip")
+        _non_negative(self.inner_kl_coeff, "inner_kl_coeff")
+
+
+MetaOptimizerConfig = TRPOConfig | PPOConfig
+META_OPTIMIZERS: dict[str, type[TRPOConfig] | type[PPOConfig]] = {
+    "trpo": TRPOConfig,
+    "ppo": PPOConfig,
+}
+
+
+@dataclass(frozen=True)
+class SamplerConfig(_Checked):
+    """How episodes are collected."""
+
+    kind: str = "batched"
+    """batched (one mujoco.batch VectorEnv) | sync | async (gymnasium vector envs)."""
+    num_threads: int = 0
+    """Worker threads for the physics; 0 uses every core."""
+
+    def _check(self) -> None:
+        _one_of(self.kind, SAMPLER_KINDS, "kind")
+        _non_negative(self.num_threads, "num_threads")
+
+
+@dataclass(frozen=True)
+class Config(_Checked):
+    """One meta-training run (DESIGN.md, config contract). Defaults follow Finn et al. 2017."""
+
+    env: str
+    """Gymnasium id of the task distribution, ``namespace/Name-vN``."""
+    seed: int = 0
+    """Seed of every random generator of the run."""
+    iterations: int = 500
+    """Meta-iterations (the paper: up to 500)."""
+    tasks_per_batch: int = 40
+    """Tasks in one meta-batch (the paper: 40; 20 for 2-D navigation)."""
+    episodes_per_task: int = 20
+    """Episodes per task, before and after adaptation (the paper: 20; 40 for ant-dir)."""
+    horizon: int = 200
+    """Maximum steps per episode (the paper: 200; 100 for 2-D navigation)."""
+    gamma: float = 0.99
+    """Discount factor, in (0, 1]."""
+    gae_lambda: float = 1.0
+    """GAE lambda, in [0, 1]; 1 gives returns minus the baseline."""
+    normalize_advantages: bool = True
+    """Standardise advantages per task (rllab's center_adv)."""
+    baseline_reg: float = 1e-5
+    """First ridge coefficient of the linear feature baseline."""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """Policy architecture."""
+    adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
+    """Inner-loop settings."""
+    objective: str = "maml"
+    """Meta-gradient estimator: maml | dice | lvc."""
+    meta_optimizer: TRPOConfig | PPOConfig = field(default_factory=TRPOConfig)
+    """Outer-loop optimizer, chosen by its ``name`` (default trpo)."""
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    """Episode collection."""
+    checkpoint_every: int = 1
+    """Write ``checkpoints/latest.pt`` every this many iterations."""
+
+    def _check(self) -> None:
+        if not _ENV_ID_RE.match(self.env):
+            raise _err(
+                "env", f"must be a gymnasium id of the form namespace/Name-vN, got {self.env!r}"
+            )
+        _non_negative(self.seed, "seed")
+        for key in ("iterations", "tasks_per_batch", "episodes_per_task", "horizon"):
+            _positive(getattr(self, key), key)
+        if not 0 < self.gamma <= 1:
+            raise _err("gamma", f"must be in (0, 1], got {self.gamma!r}")
+        if not 0 <= self.gae_lambda <= 1:
+            raise _err("gae_lambda", f"must be in [0, 1], got {self.gae_lambda!r}")
+        _positive(self.baseline_reg, "baseline_reg")
+        _one_of(self.objective, OBJECTIVES, "objective")
+        _positive(self.checkpoint_every, "checkpoint_every")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Config:
+        """Build and check a config from a plain mapping (as read from YAML)."""
+        return _from_mapping(cls, data)
+
+
+# --- YAML in and out -------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe loader reading ``1e-5`` as a float and refusing duplicate keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.2's float syntax (exponent without a dot); PyYAML's YAML 1.1 regex
+# requires a dot, so `cg_damping: 1e-5` would otherwise be the string "1e-5".
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def _read_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.YAMLError as err:
+        raise _err("", f"is not valid YAML: {err}", source) from None
+
+
+def parse_override(override: str) -> tuple[list[str], Any]:
+    """Split ``"a.b=value"`` into ``(["a", "b"], value)``, the value read as YAML."""
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    parts = key.split(".")
+    if not sep or not all(p.strip() for p in parts):
+        raise _err(
+            key, f"override {override!r} must look like dotted.key=value (e.g. adaptation.lr=0.05)"
+        )
+    value = _read_yaml(text, f"override {override!r}")
+    return [p.strip() for p in parts], value
+
+
+def _apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``data`` with the overrides set (see the module docstring for name switches)."""
+    parsed = [parse_override(o) for o in overrides]
+    data = _deep_copy(data)
+    old_opt = data.get("meta_optimizer")
+    if old_opt is None:
+        old_name = TRPOConfig.NAME
+    else:
+        old_name = old_opt.get("name", TRPOConfig.NAME) if isinstance(old_opt, Mapping) else None
+    for path, value in parsed:
+        _set_path(data, path, value)
+    new_opt = data.get("meta_optimizer")
+    switched = any(path == ["meta_optimizer", "name"] for path, _ in parsed)
+    if switched and isinstance(new_opt, Mapping) and new_opt.get("name") != old_name:
+        # The file's keys belonged to the old optimizer: start the new one afresh
+        # and keep only what the command line said about it.
+        fresh: dict[str, Any] = {}
+        for path, value in parsed:
+            if path[0] == "meta_optimizer" and len(path) > 1:
+                _set_path(fresh, path[1:], value, prefix="meta_optimizer")
+            elif path == ["meta_optimizer"]:
+                fresh = _deep_copy(value) if isinstance(value, dict) else value
+        data["meta_optimizer"] = fresh
+    return data
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def _set_path(data: dict[str, Any], path: list[str], value: Any, prefix: str = "") -> None:
+    node = data
+    for i, part in enumerate(path[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            where = _join(prefix, ".".join(path[: i + 1]))
+            raise _err(_join(prefix, ".".join(path)), f"cannot set it: {where} is not a mapping")
+        node = child
+    node[path[-1]] = value
+
+
+def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Config:
+    """Read a YAML config, apply ``"dotted.key=value"`` overrides, and check it all.
+
+    Raises:
+        ConfigError: a missing or unreadable file, invalid YAML, a top level that
+            is not a mapping, a bad override, or any bad key or value.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise _err("", "config file not found" if not path.exists() else "is not a file", path)
+    data = _read_yaml(path.read_text(encoding="utf-8"), str(path))
+    if data is None:
+        raise _err("", "is empty; expected a mapping of config keys", path)
+    if not isinstance(data, dict):
+        raise _err("", f"top level must be a mapping of config keys, got {_type_name(data)}", path)
+    if isinstance(overrides, str):
+        raise TypeError("overrides must be a sequence of 'key=value' strings, not one string")
+    try:
+        return Config.from_dict(_apply_overrides(data, overrides))
+    except ConfigError as err:
+        raise _err(err.key, err.reason, path) from None
+
+
+def save_config(config: Config, path: str | os.PathLike[str]) -> None:
+    """Write ``config`` as YAML; ``load_config(path) == config``."""
+    text = yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None)
+    Path(path).write_text(text, encoding="utf-8")

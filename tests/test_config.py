@@ -1,0 +1,269 @@
+"""Configs: shipped YAMLs, round trips, overrides, and clear errors naming the dotted key."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from metarl.config import (
+    AdaptationConfig,
+    Config,
+    ConfigError,
+    PPOConfig,
+    TRPOConfig,
+    load_config,
+    save_config,
+)
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+SHIPPED = {
+    "navigation2d": ("metarl/Navigation2D-v0", 20, 20, 100),
+    "halfcheetah-vel": ("metarl/HalfCheetahVel-v0", 40, 20, 200),
+    "halfcheetah-dir": ("metarl/HalfCheetahDir-v0", 40, 20, 200),
+    "ant-vel": ("metarl/AntVel-v0", 40, 20, 200),
+    "ant-dir": ("metarl/AntDir-v0", 40, 40, 200),
+    "ant-goal": ("metarl/AntGoal-v0", 40, 20, 200),
+}
+
+MINIMAL = {"env": "metarl/HalfCheetahVel-v0"}
+
+
+@pytest.fixture(autouse=True)
+def _only_tmp_path(tmp_path, monkeypatch):
+    """Run in an empty directory and check that nothing else appears on disk."""
+    monkeypatch.chdir(tmp_path)
+    yield
+    stray = {p.name for p in tmp_path.iterdir()} - {"in.yaml", "out.yaml"}
+    assert not stray, f"unexpected files written: {stray}"
+
+
+def _write(text: str) -> Path:
+    path = Path("in.yaml")
+    path.write_text(text)
+    return path
+
+
+def test_every_config_is_shipped():
+    assert {p.stem for p in CONFIG_DIR.glob("*.yaml")} == set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_config_loads_with_paper_values(name):
+    env, tasks, episodes, horizon = SHIPPED[name]
+    config = load_config(CONFIG_DIR / f"{name}.yaml")
+    assert (config.env, config.tasks_per_batch, config.episodes_per_task, config.horizon) == (
+        env,
+        tasks,
+        episodes,
+        horizon,
+    )
+    assert config.policy.hidden_sizes == [100, 100]
+    assert config.policy.activation == "relu"
+    assert config.adaptation.lrs == [0.1]
+    assert (config.gamma, config.gae_lambda, config.iterations) == (0.99, 1.0, 500)
+    assert config.meta_optimizer == TRPOConfig(
+        max_kl=0.01, cg_iters=10, cg_damping=1e-5, ls_max_steps=15, ls_backtrack_ratio=0.8
+    )
+    assert config.sampler.kind == "batched"
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_config_lines_are_all_commented(name):
+    for number, line in enumerate((CONFIG_DIR / f"{name}.yaml").read_text().splitlines(), 1):
+        assert "#" in line, f"{name}.yaml line {number} has no comment: {line!r}"
+
+
+def test_defaults_and_lrs():
+    config = Config.from_dict(MINIMAL)
+    assert config.adaptation.lrs == [0.1]
+    assert isinstance(config.meta_optimizer, TRPOConfig)
+    assert AdaptationConfig(lr=0.2, steps=3).lrs == [0.2, 0.2, 0.2]
+    assert AdaptationConfig(lr=[0.1, 0.05], steps=2).lrs == [0.1, 0.05]
+
+
+def test_int_where_float_expected_is_fine():
+    config = Config.from_dict({**MINIMAL, "gamma": 1, "adaptation": {"lr": [1, 0.5], "steps": 2}})
+    assert config.gamma == 1.0 and isinstance(config.gamma, float)
+    assert all(isinstance(lr, float) for lr in config.adaptation.lrs)
+
+
+def test_round_trip_through_yaml():
+    config = Config.from_dict(
+        {
+            **MINIMAL,
+            "seed": 3,
+            "adaptation": {"lr": [0.1, 0.05], "steps": 2, "first_order": True},
+            "meta_optimizer": {"name": "ppo", "lr": 3e-4, "inner_kl_coeff": 5e-4},
+            "policy": {"hidden_sizes": [64, 64], "activation": "tanh"},
+        }
+    )
+    save_config(config, "out.yaml")
+    assert load_config("out.yaml") == config
+    assert Config.from_dict(config.to_dict()) == config
+    shipped = load_config(CONFIG_DIR / "ant-dir.yaml")
+    save_config(shipped, "out.yaml")
+    assert load_config("out.yaml") == shipped
+
+
+def test_to_dict_is_plain_and_detached():
+    config = Config.from_dict(MINIMAL)
+    data = config.to_dict()
+    assert data["meta_optimizer"]["name"] == "trpo"
+    data["policy"]["hidden_sizes"].append(7)
+    assert config.policy.hidden_sizes == [100, 100]
+
+
+def test_overrides():
+    path = _write(yaml.safe_dump({**MINIMAL, "meta_optimizer": {"name": "trpo", "max_kl": 0.02}}))
+    original = path.read_text()
+    config = load_config(
+        path,
+        [
+            "adaptation.lr=0.05",
+            "policy.hidden_sizes=[64,64]",
+            "meta_optimizer.cg_damping=1e-4",
+            "sampler.kind=sync",
+            "seed=7",
+        ],
+    )
+    assert config.adaptation.lr == 0.05
+    assert config.policy.hidden_sizes == [64, 64]
+    assert config.meta_optimizer == TRPOConfig(max_kl=0.02, cg_damping=1e-4)
+    assert config.sampler.kind == "sync"
+    assert config.seed == 7
+    assert path.read_text() == original
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["meta_optimizer.name=ppo", "meta_optimizer.lr=0.01"],
+        ["meta_optimizer.lr=0.01", "meta_optimizer.name=ppo"],  # order does not matter
+    ],
+)
+def test_switching_meta_optimizer_drops_the_old_keys(overrides):
+    path = _write(yaml.safe_dump({**MINIMAL, "meta_optimizer": {"name": "trpo", "max_kl": 0.02}}))
+    assert load_config(path, overrides).meta_optimizer == PPOConfig(lr=0.01)
+
+
+def test_switching_meta_optimizer_checks_new_keys():
+    path = _write(yaml.safe_dump(MINIMAL))
+    with pytest.raises(ConfigError, match=re.escape("meta_optimizer.max_kl")) as info:
+        load_config(path, ["meta_optimizer.name=ppo", "meta_optimizer.max_kl=0.1"])
+    assert info.value.key == "meta_optimizer.max_kl"
+
+
+def _with(key: str, value):
+    """MINIMAL with the dotted ``key`` set to ``value``."""
+    data = copy.deepcopy(MINIMAL)
+    *parents, last = key.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return data
+
+
+BAD = [
+    # (dotted key, value, words the message must contain)
+    ("adaptaton", {"lr": 0.1}, ["unknown key", "did you mean 'adaptation'"]),
+    ("policy.hiden_sizes", [8], ["unknown key", "did you mean 'hidden_sizes'"]),
+    ("meta_optimizer.max_kll", 0.1, ["unknown key", "did you mean 'max_kl'"]),
+    ("tasks_per_batch", True, ["expected an int", "bool"]),
+    ("adaptation.steps", 1.5, ["expected an int"]),
+    ("gamma", "high", ["expected a number"]),
+    ("adaptation.first_order", 1, ["expected a bool"]),
+    ("adaptation.lr", -0.1, ["positive"]),
+    ("adaptation.lr", 0.0, ["positive"]),
+    ("adaptation.lr", [0.1, 0.05], ["2 entries", "steps is 1"]),
+    ("tasks_per_batch", 0, ["positive"]),
+    ("episodes_per_task", -1, ["positive"]),
+    ("gamma", 0.0, ["(0, 1]"]),
+    ("gamma", 1.5, ["(0, 1]"]),
+    ("gamma", float("nan"), ["finite"]),
+    ("horizon", 0, ["positive"]),
+    ("objective", "mamll", ["maml", "dice", "lvc", "did you mean 'maml'"]),
+    ("policy.activation", "rleu", ["relu", "did you mean 'relu'"]),
+    ("policy.init_std", 0, ["positive"]),
+    ("sampler.kind", "ray", ["batched", "sync", "async"]),
+    ("sampler.num_threads", -2, ["non-negative"]),
+    ("meta_optimizer.fvp", "fisher", ["exact", "gauss_newton", "adapted_fisher"]),
+    ("meta_optimizer.ls_backtrack_ratio", 1.0, ["(0, 1)"]),
+    ("meta_optimizer.name", "sgd", ["trpo", "ppo"]),
+    ("env", "HalfCheetahVel-v0", ["namespace/Name-vN"]),
+    ("env", "metarl/HalfCheetahVel", ["namespace/Name-vN"]),
+    ("env", 3, ["expected a string"]),
+    ("policy", [100, 100], ["expected a mapping"]),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "words"), BAD, ids=[f"{k}={v!r}" for k, v, _ in BAD])
+def test_bad_input_names_the_dotted_key(key, value, words):
+    with pytest.raises(ConfigError) as info:
+        Config.from_dict(_with(key, value))
+    message = str(info.value)
+    assert info.value.key == key
+    assert message.startswith(f"{key}: ")
+    for word in words:
+        assert word in message
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "words"),
+    [
+        ("adaptaton.lr=0.05", "adaptaton", ["unknown key", "did you mean 'adaptation'"]),
+        ("policy.activaton=tanh", "policy.activaton", ["did you mean 'activation'"]),
+        ("adaptation.lr=-0.05", "adaptation.lr", ["positive"]),
+        ("tasks_per_batch=0", "tasks_per_batch", ["positive"]),
+        ("tasks_per_batch=true", "tasks_per_batch", ["expected an int"]),
+        ("policy.hidden_sizes=[64,x]", "policy.hidden_sizes[1]", ["expected an int"]),
+        ("objective=lcv", "objective", ["maml", "dice", "lvc"]),
+    ],
+)
+def test_bad_override_names_the_dotted_key_and_file(override, key, words):
+    path = _write(yaml.safe_dump(MINIMAL))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, [override])
+    assert info.value.key == key
+    assert str(info.value).startswith(f"{path}: {key}: ")
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_missing_env_is_named():
+    with pytest.raises(ConfigError, match="env: required key is missing"):
+        Config.from_dict({"seed": 1})
+
+
+def test_file_problems():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("missing.yaml")
+    for text, words in [
+        ("- a\n- b\n", "top level must be a mapping"),
+        ("", "empty"),
+        ("env: [unclosed\n", "not valid YAML"),
+        ("env: metarl/AntVel-v0\nseed: 1\nseed: 2\n", "duplicate key 'seed'"),
+    ]:
+        path = _write(text)
+        with pytest.raises(ConfigError, match=words):
+            load_config(path)
+
+
+def test_bad_override_syntax():
+    path = _write(yaml.safe_dump(MINIMAL))
+    for bad in ["seed", "=3", "policy..activation=relu"]:
+        with pytest.raises(ConfigError, match=re.escape("dotted.key=value")):
+            load_config(path, [bad])
+    with pytest.raises(ConfigError, match=re.escape("policy.hidden_sizes is not a mapping")):
+        load_config(path, ["policy.hidden_sizes=[8]", "policy.hidden_sizes.width=3"])
+
+
+def test_constructors_check_too():
+    with pytest.raises(ConfigError, match="lr: must be positive"):
+        AdaptationConfig(lr=-1.0)
+    with pytest.raises(ConfigError, match=re.escape("adaptation.steps")):
+        Config(env="metarl/AntVel-v0", adaptation={"steps": 0})

@@ -1,0 +1,118 @@
+"""GaussianMLPPolicy and its functional helpers (torch.func.functional_call, vmap)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from metarl.policies import GaussianMLPPolicy, distribution, params_of, stack_params
+
+OBS_DIM, ACT_DIM = 3, 2
+
+
+@pytest.fixture
+def policy():
+    torch.manual_seed(0)
+    return GaussianMLPPolicy(OBS_DIM, ACT_DIM, hidden_sizes=(8, 8), init_std=0.5)
+
+
+def test_shapes_and_layers(policy):
+    obs = torch.randn(5, 4, OBS_DIM)  # [T, E, D]
+    dist = policy(obs)
+    assert dist.batch_shape == (5, 4)
+    assert dist.event_shape == (ACT_DIM,)
+    assert dist.sample().shape == (5, 4, ACT_DIM)
+    assert dist.log_prob(dist.sample()).shape == (5, 4)
+    widths = [(m.in_features, m.out_features) for m in policy.modules() if isinstance(m, nn.Linear)]
+    assert widths == [(OBS_DIM, 8), (8, 8), (8, ACT_DIM)]
+
+
+def test_paper_default_architecture():
+    policy = GaussianMLPPolicy(OBS_DIM, ACT_DIM)
+    widths = [m.out_features for m in policy.modules() if isinstance(m, nn.Linear)]
+    assert widths == [100, 100, ACT_DIM]
+    assert sum(isinstance(m, nn.ReLU) for m in policy.modules()) == 2
+
+
+@pytest.mark.parametrize("init_std", [0.1, 1.0, 2.5])
+def test_init_std(init_std):
+    policy = GaussianMLPPolicy(OBS_DIM, ACT_DIM, hidden_sizes=(4,), init_std=init_std)
+    dist = policy(torch.randn(6, OBS_DIM))
+    torch.testing.assert_close(dist.stddev, torch.full((6, ACT_DIM), init_std))
+    torch.testing.assert_close(policy.log_std.detach(), torch.full((ACT_DIM,), math.log(init_std)))
+
+
+def test_functional_call_uses_the_given_params(policy):
+    obs = torch.randn(7, OBS_DIM)
+    before = policy(obs).mean.detach().clone()
+    same = distribution(policy, params_of(policy), obs)
+    torch.testing.assert_close(same.mean, before)
+
+    changed = {name: p.detach().clone() for name, p in params_of(policy).items()}
+    changed["mean.4.bias"] = changed["mean.4.bias"] + 1.0  # the output layer
+    changed["log_std"] = changed["log_std"] + math.log(2.0)
+    dist = distribution(policy, changed, obs)
+    torch.testing.assert_close(dist.mean, before + 1.0)
+    torch.testing.assert_close(dist.stddev, torch.full((7, ACT_DIM), 1.0))
+    # The module's own parameters are untouched.
+    torch.testing.assert_close(policy(obs).mean, before)
+
+
+def test_gradients_reach_the_param_dict(policy):
+    obs = torch.randn(7, OBS_DIM)
+    params = {
+        name: p.detach().clone().requires_grad_(True) for name, p in params_of(policy).items()
+    }
+    dist = distribution(policy, params, obs)
+    loss = -dist.log_prob(torch.zeros(7, ACT_DIM)).mean()
+    grads = torch.autograd.grad(loss, list(params.values()))
+    assert all(g.abs().sum() > 0 for g in grads)
+    assert all(p.grad is None for p in policy.parameters())
+
+
+def test_stats_agree_with_distribution(policy):
+    obs = torch.randn(4, 3, OBS_DIM)
+    mean, std = policy(obs, stats=True)
+    dist = policy(obs)
+    torch.testing.assert_close(mean, dist.mean)
+    torch.testing.assert_close(std, dist.stddev)
+    assert std.shape == mean.shape == (4, 3, ACT_DIM)
+
+
+def test_vmap_over_stacked_params_equals_loop(policy):
+    g = torch.Generator().manual_seed(1)
+    per_task = [
+        {
+            name: p.detach() + 0.1 * torch.randn(p.shape, generator=g)
+            for name, p in policy.named_parameters()
+        }
+        for _ in range(3)
+    ]
+    obs = torch.randn(3, 5, OBS_DIM, generator=g)  # [task, E, D]
+
+    def stats(params, task_obs):
+        return torch.func.functional_call(policy, params, (task_obs,), {"stats": True})
+
+    means, stds = torch.func.vmap(stats)(stack_params(per_task), obs)
+    assert means.shape == stds.shape == (3, 5, ACT_DIM)
+    for k, params in enumerate(per_task):
+        dist = distribution(policy, params, obs[k])
+        torch.testing.assert_close(means[k], dist.mean)
+        torch.testing.assert_close(stds[k], dist.stddev)
+    assert not torch.allclose(means[0], means[1])
+
+
+def test_stack_params_shapes(policy):
+    stacked = stack_params([params_of(policy)] * 4)
+    for name, p in policy.named_parameters():
+        assert stacked[name].shape == (4, *p.shape)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="activation"):
+        GaussianMLPPolicy(OBS_DIM, ACT_DIM, activation="sigmoidal")
+    with pytest.raises(ValueError, match="init_std"):
+        GaussianMLPPolicy(OBS_DIM, ACT_DIM, init_std=0.0)
