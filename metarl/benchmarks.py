@@ -30,3 +30,139 @@ def env_steps_per_second(
         return steps * num_envs / (time.perf_counter() - start)
     finally:
         vec.close()
+
+
+def raw_physics_steps_per_second(
+    env_id: str, num_sims: int, steps: int, seed: int = 0
+) -> float | None:
+    """``mujoco.batch`` alone: ``num_sims`` simulations of the env's model, random controls,
+    ``frame_skip`` substeps per env step, no observation, reward or policy. ``None`` for an
+    env without MuJoCo physics."""
+    import mujoco.batch
+
+    from envs.locomotion import LocomotionEnv, build_model
+
+    envs.register_envs()
+    cls = gym.make(env_id).unwrapped.__class__
+    if not issubclass(cls, LocomotionEnv):
+        return None
+    model = build_model(cls.xml_file, cls.contact_sensor_body)
+    batch = mujoco.batch.Batch(model, num_sims, 0)
+    ctrl = batch.bind("ctrl")
+    low, high = model.actuator_ctrlrange.T
+    controls = np.random.default_rng(seed).uniform(low, high, (steps, num_sims, model.nu))
+    batch.reset()
+    start = time.perf_counter()
+    for t in range(steps):
+        ctrl[:] = controls[t]
+        batch.step(nstep=cls.frame_skip)
+    return steps * num_sims / (time.perf_counter() - start)
+
+
+def sampler_steps_per_second(
+    env_id: str, kind: str, tasks: int, episodes: int, horizon: int, seed: int = 0, repeats: int = 1
+) -> float:
+    """Sub-env steps per second of one meta-batch collection with the paper's policy
+    (2x100 ReLU) and per-task parameters, measured after the sampler is built (best of
+    ``repeats`` collections)."""
+    import torch
+
+    from metarl.policies import GaussianMLPPolicy, params_of, stack_params
+    from metarl.sampler import Sampler
+
+    torch.manual_seed(seed)
+    with Sampler(env_id, tasks, episodes, horizon, kind=kind) as sampler:
+        policy = GaussianMLPPolicy(sampler.obs_dim, sampler.act_dim, (100, 100), "relu")
+        params = stack_params([params_of(policy)] * tasks)
+        task_list = sampler.sample_tasks(tasks, np.random.default_rng(seed))
+        best = 0.0
+        for r in range(repeats):
+            start = time.perf_counter()
+            sampler.sample(policy, params, task_list, seed=seed + r)
+            best = max(best, tasks * episodes * horizon / (time.perf_counter() - start))
+        return best
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, in MiB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _measure_in_child(queue, fn, args) -> None:
+    try:
+        queue.put((fn(*args), peak_rss_mib(), None))
+    except BaseException as exc:
+        queue.put((None, peak_rss_mib(), f"{type(exc).__name__}: {exc}"))
+
+
+def in_fresh_process(fn, *args) -> tuple[float | None, float]:
+    """``fn(*args)`` in a new process; its result and that process's peak memory (MiB).
+
+    Each sampler is measured alone, so one's memory (800 Gymnasium envs) or leftover
+    threads cannot colour another's figures.
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_measure_in_child, args=(queue, fn, args))
+    child.start()
+    result, rss, error = queue.get()
+    child.join()
+    if error is not None:
+        raise RuntimeError(f"{getattr(fn, '__name__', fn)}{args} failed: {error}")
+    return result, rss
+
+
+def benchmark_sampler(
+    env_id: str,
+    tasks: int,
+    episodes: int,
+    horizon: int,
+    async_envs: int = 16,
+    seed: int = 0,
+    repeats: int = 3,
+) -> dict:
+    """The sampler benchmark of ``metarl benchmark sampler``; every figure comes from this run.
+
+    Raw physics and each sampler run in a fresh process, best of ``repeats`` collections
+    (raw physics: best of ``repeats`` runs, interleaved in the same way). The async sampler
+    runs one process per sub-env (Gymnasium's AsyncVectorEnv), so it is measured on
+    ``async_envs`` sub-envs of one task rather than hundreds of processes.
+    """
+    envs.register_envs()
+    num_sims = tasks * episodes
+    raw, raw_rss = in_fresh_process(_best_raw, env_id, num_sims, horizon, seed, repeats)
+    batched, batched_rss = in_fresh_process(
+        sampler_steps_per_second, env_id, "batched", tasks, episodes, horizon, seed, repeats
+    )
+    sync, sync_rss = in_fresh_process(
+        sampler_steps_per_second, env_id, "sync", tasks, episodes, horizon, seed, 1
+    )
+    async_rate, async_rss = in_fresh_process(
+        sampler_steps_per_second, env_id, "async", 1, async_envs, horizon, seed, 1
+    )
+    return {
+        "env": env_id,
+        "env_steps": num_sims * horizon,
+        "raw_physics_steps_per_s": raw,
+        "samplers": {
+            "batched": {"steps_per_s": batched, "peak_rss_mib": batched_rss},
+            "sync": {"steps_per_s": sync, "peak_rss_mib": sync_rss},
+            "async": {"steps_per_s": async_rate, "num_envs": async_envs, "peak_rss_mib": async_rss},
+        },
+        "ratios": {
+            "batched_over_raw": batched / raw if raw else None,
+            "batched_over_sync": batched / sync,
+        },
+        "raw_peak_rss_mib": raw_rss,
+    }
+
+
+def _best_raw(env_id: str, num_sims: int, horizon: int, seed: int, repeats: int) -> float | None:
+    rates = [
+        raw_physics_steps_per_second(env_id, num_sims, horizon, seed + r) for r in range(repeats)
+    ]
+    return None if rates[0] is None else max(rates)

@@ -51,6 +51,37 @@ def _benchmark_envs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _benchmark_sampler(args: argparse.Namespace) -> int:
+    from metarl.benchmarks import benchmark_sampler
+
+    r = benchmark_sampler(
+        args.env, args.tasks, args.episodes, args.horizon, args.async_envs, args.seed, args.repeats
+    )
+    if args.json:
+        print(json.dumps(r))
+        return 0
+    raw = r["raw_physics_steps_per_s"]
+    print(
+        f"{r['env']}: {args.tasks} tasks x {args.episodes} episodes x {args.horizon} steps = {r['env_steps']:,} env steps"
+    )
+    print(
+        f"  {'raw mujoco.batch physics':<28} {raw:>12,.0f} steps/s"
+        if raw
+        else "  (no MuJoCo physics)"
+    )
+    for kind, s in r["samplers"].items():
+        extra = f"  ({s['num_envs']} sub-envs)" if "num_envs" in s else ""
+        print(
+            f"  {kind + ' sampler':<28} {s['steps_per_s']:>12,.0f} steps/s"
+            f"  peak {s['peak_rss_mib']:>5.0f} MiB{extra}"
+        )
+    ratios = r["ratios"]
+    if ratios["batched_over_raw"] is not None:
+        print(f"  batched / raw physics: {ratios['batched_over_raw']:.2f}")
+    print(f"  batched / sync: {ratios['batched_over_sync']:.2f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metarl", description="Meta-reinforcement learning (MAML for RL)."
@@ -74,6 +105,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench_envs.add_argument("--steps", type=int, default=50)
     bench_envs.add_argument("--json", action="store_true", help="print one JSON object")
     bench_envs.set_defaults(run=_benchmark_envs)
+    bench_sampler = bench_kinds.add_parser(
+        "sampler", help="one meta-batch: batched, sync, async vs raw physics"
+    )
+    bench_sampler.add_argument("--env", default="metarl/HalfCheetahVel-v0", help="env id")
+    bench_sampler.add_argument("--tasks", type=int, default=40)
+    bench_sampler.add_argument("--episodes", type=int, default=20, help="episodes per task")
+    bench_sampler.add_argument("--horizon", type=int, default=200)
+    bench_sampler.add_argument(
+        "--async-envs", type=int, default=16, help="sub-envs (processes) for the async sampler"
+    )
+    bench_sampler.add_argument("--seed", type=int, default=0)
+    bench_sampler.add_argument("--repeats", type=int, default=3, help="best of N (raw and batched)")
+    bench_sampler.add_argument("--json", action="store_true", help="print one JSON object")
+    bench_sampler.set_defaults(run=_benchmark_sampler)
     return parser
 
 

@@ -1,0 +1,346 @@
+"""Roll out a Gymnasium VectorEnv for a meta-batch: one episode slot per sub-env.
+
+Sub-env ``j`` runs episode ``j % E`` of task ``j // E``. Its actions come from
+its own task's parameters; the policy is evaluated for all tasks at once with
+``torch.func.vmap`` over ``functional_call`` on stacked parameters. The sampler
+runs under ``no_grad`` and knows nothing of learning: it returns
+:class:`~metarl.episodes.Episodes` stacked over tasks (``episodes[k]`` is task
+``k``'s batch).
+
+With the batched engine, the sub-envs are split into two groups at a task
+boundary and pipelined: while one group's physics runs on the ``mujoco.batch``
+thread pool (the GIL released), the main thread computes the other group's
+actions, so the policy's forward pass hides behind physics.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+import envs
+from metarl.episodes import Episodes
+from metarl.policies import Params
+
+__all__ = ["SAMPLER_KINDS", "NonFiniteError", "Sampler", "SamplerError"]
+
+SAMPLER_KINDS = ("batched", "sync", "async")
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+class SamplerError(RuntimeError):
+    """The environments failed (a worker died or stopped answering)."""
+
+
+class NonFiniteError(FloatingPointError):
+    """An environment returned a NaN or infinite observation or reward."""
+
+
+@dataclass
+class _Group:
+    """A vector env serving a contiguous block of sub-envs (and whole tasks)."""
+
+    env: gym.vector.VectorEnv
+    rows: slice  # sub-env rows of the meta-batch
+    tasks: slice  # task indices whose episodes these rows hold
+
+
+class Sampler:
+    """Collects ``episodes_per_task`` episodes of ``horizon`` steps for each of ``num_tasks`` tasks.
+
+    Args:
+        env_id: a registered Gymnasium id (``import envs`` registers the metarl ones).
+        num_tasks: tasks per meta-batch.
+        episodes_per_task: episodes (sub-envs) per task.
+        horizon: steps per episode; episodes are truncated there.
+        kind: ``batched`` (the env's ``vector_entry_point``: ``mujoco.batch`` or numpy),
+            ``sync`` or ``async`` (Gymnasium's reference vector envs, for any env).
+        num_threads: threads of the batched engine's pool (0: all cores).
+        pipeline: overlap the policy with physics by stepping two groups of sub-envs
+            in turn (batched engine only).
+        step_timeout: seconds to wait for an async worker before declaring it dead.
+
+    Use it as a context manager (``with Sampler(...) as sampler:``) so that its
+    workers are closed on exit, on error and on Ctrl-C.
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        num_tasks: int,
+        episodes_per_task: int,
+        horizon: int,
+        kind: str = "batched",
+        num_threads: int = 0,
+        pipeline: bool = True,
+        step_timeout: float = 30.0,
+    ) -> None:
+        if kind not in SAMPLER_KINDS:
+            raise ValueError(f"sampler kind must be one of {SAMPLER_KINDS}, got {kind!r}")
+        for name, value in (
+            ("num_tasks", num_tasks),
+            ("episodes_per_task", episodes_per_task),
+            ("horizon", horizon),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        envs.register_envs()
+        self.env_id, self.kind = env_id, kind
+        self.num_tasks, self.episodes_per_task, self.horizon = num_tasks, episodes_per_task, horizon
+        self.num_envs = num_tasks * episodes_per_task
+        self.step_timeout = step_timeout
+        self._pool: ThreadPoolExecutor | None = None
+        self._groups: list[_Group] = []
+        try:
+            if kind == "batched":
+                splits = (
+                    [0, num_tasks // 2, num_tasks]
+                    if pipeline and num_tasks >= 2
+                    else [0, num_tasks]
+                )
+                for lo, hi in itertools.pairwise(splits):
+                    vec = gym.make_vec(
+                        env_id,
+                        num_envs=(hi - lo) * episodes_per_task,
+                        vectorization_mode="vector_entry_point",
+                        max_episode_steps=horizon,
+                        **({"num_threads": num_threads} if _is_mujoco(env_id) else {}),
+                    )
+                    rows = slice(lo * episodes_per_task, hi * episodes_per_task)
+                    self._groups.append(_Group(vec, rows, slice(lo, hi)))
+                if len(self._groups) > 1:
+                    self._pool = ThreadPoolExecutor(1, thread_name_prefix="metarl-physics")
+            else:
+                vec = gym.make_vec(
+                    env_id,
+                    num_envs=self.num_envs,
+                    vectorization_mode=kind,
+                    max_episode_steps=horizon,
+                )
+                self._groups.append(_Group(vec, slice(0, self.num_envs), slice(0, num_tasks)))
+        except BaseException:
+            self.close()
+            raise
+        first = self._groups[0].env
+        self.obs_dim = int(np.prod(first.single_observation_space.shape))
+        self.act_dim = int(np.prod(first.single_action_space.shape))
+
+    # --- lifetime ---------------------------------------------------------------------------
+    def __enter__(self) -> Sampler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every vector env and the physics thread (idempotent)."""
+        for group in self._groups:
+            try:
+                if isinstance(group.env, gym.vector.AsyncVectorEnv):
+                    group.env.close(terminate=True)
+                else:
+                    group.env.close()
+            except Exception:
+                pass
+        self._groups = []
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def sample_tasks(self, n: int, rng: np.random.Generator | None = None) -> list[dict[str, Any]]:
+        """Tasks from the env's distribution."""
+        return gym.make(self.env_id).unwrapped.sample_tasks(n, rng)
+
+    # --- sampling ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(
+        self,
+        policy: torch.nn.Module,
+        params: Params | None,
+        tasks: Sequence[dict[str, Any]],
+        seed: int,
+    ) -> Episodes:
+        """Episodes for every task, stacked ``[task, time, episode, ...]``.
+
+        Args:
+            policy: a :class:`~metarl.policies.GaussianMLPPolicy` (any module whose
+                ``forward(obs, stats=True)`` returns ``(mean, std)``).
+            params: one parameter set per task (tensors with a leading task axis of
+                ``num_tasks``), or one set for all tasks (no task axis), or ``None``
+                for the policy's own parameters.
+            tasks: ``num_tasks`` task dicts.
+            seed: seeds the environments (sub-env ``j`` with ``seed + j``) and the
+                action noise: the same seed gives the same episodes.
+        """
+        if not self._groups:
+            raise SamplerError("this sampler is closed; create a new one")
+        if len(tasks) != self.num_tasks:
+            raise ValueError(f"expected {self.num_tasks} tasks, got {len(tasks)}")
+        params = {k: v.detach() for k, v in (params or dict(policy.named_parameters())).items()}
+        stacked = self._is_stacked(policy, params)
+        T, N = self.horizon, self.num_envs
+        E = self.episodes_per_task
+        for group in self._groups:
+            lo, hi = group.tasks.start, group.tasks.stop
+            group.env.set_attr("task", [tasks[k] for k in range(lo, hi) for _ in range(E)])
+
+        generator = torch.Generator().manual_seed(seed)
+        noise = torch.randn(T, N, self.act_dim, generator=generator)
+        buf = _Buffers(T, N, self.obs_dim, self.act_dim)
+        alive = np.ones(N, dtype=bool)
+
+        def act(group: _Group, obs: np.ndarray, t: int) -> np.ndarray:
+            rows = group.rows
+            obs_t = torch.as_tensor(obs, dtype=torch.float32).reshape(-1, self.obs_dim)
+            self._check_finite(obs_t.numpy(), alive[rows], "observation", rows, tasks, t)
+            if stacked:
+                k = group.tasks
+                task_params = {name: p[k] for name, p in params.items()}
+                mean, std = torch.func.vmap(
+                    lambda p, o: torch.func.functional_call(policy, p, (o,), {"stats": True})
+                )(task_params, obs_t.reshape(k.stop - k.start, E, self.obs_dim))
+                mean, std = mean.reshape(-1, self.act_dim), std.reshape(-1, self.act_dim)
+            else:
+                mean, std = torch.func.functional_call(policy, params, (obs_t,), {"stats": True})
+            eps = noise[t, rows]
+            action = mean + std * eps
+            # log N(a; mean, std) with a = mean + std * eps, summed over action dimensions.
+            log_prob = (-0.5 * eps.square() - std.log() - _LOG_SQRT_2PI).sum(-1)
+            buf.observations[t, rows] = obs_t.numpy()
+            buf.actions[t, rows] = action.numpy()
+            buf.log_probs[t, rows] = log_prob.numpy()
+            return action.numpy().astype(np.float64)
+
+        def record(group: _Group, t: int, result: tuple) -> np.ndarray:
+            obs, reward, terminated, _, _ = result
+            rows = group.rows
+            self._check_finite(reward, alive[rows], "reward", rows, tasks, t)
+            buf.mask[t, rows] = alive[rows]
+            buf.rewards[t, rows] = np.where(alive[rows], reward, 0.0)
+            alive[rows] &= ~np.asarray(terminated, dtype=bool)
+            return obs
+
+        threads = torch.get_num_threads()
+        if self._pool is not None:
+            # The physics pool owns the cores; one torch thread avoids fighting it.
+            torch.set_num_threads(1)
+        try:
+            observations = [
+                g.env.reset(seed=[seed + j for j in range(g.rows.start, g.rows.stop)])[0]
+                for g in self._groups
+            ]
+            actions = [act(g, o, 0) for g, o in zip(self._groups, observations, strict=True)]
+            if self._pool is None:
+                for t in range(T):
+                    for gi, group in enumerate(self._groups):
+                        obs = record(group, t, self._step(group, actions[gi]))
+                        if t + 1 < T:
+                            actions[gi] = act(group, obs, t + 1)
+            else:
+                self._pipelined(T, actions, act, record)
+        finally:
+            torch.set_num_threads(threads)
+        return buf.episodes(self.num_tasks, E, tasks)
+
+    def _pipelined(self, T: int, actions: list[np.ndarray], act, record) -> None:
+        """Step group ``g`` on the physics thread while the main thread serves the other group."""
+        groups, pool = self._groups, self._pool
+        assert pool is not None
+        pending = pool.submit(self._step, groups[0], actions[0])
+        for t in range(T):
+            for gi, group in enumerate(groups):
+                result = pending.result()
+                nxt = (gi + 1) % len(groups)
+                next_t = t + (gi + 1) // len(groups)
+                if next_t < T:
+                    pending = pool.submit(self._step, groups[nxt], actions[nxt])
+                obs = record(group, t, result)
+                if t + 1 < T:
+                    actions[gi] = act(group, obs, t + 1)
+
+    def _step(self, group: _Group, actions: np.ndarray) -> tuple:
+        env = group.env
+        if isinstance(env, gym.vector.AsyncVectorEnv):
+            env.step_async(actions)
+            try:
+                return env.step_wait(timeout=self.step_timeout)
+            except (EOFError, BrokenPipeError, ConnectionResetError, TimeoutError) as exc:
+                raise SamplerError(
+                    f"an async worker of {self.env_id} died or did not answer within "
+                    f"{self.step_timeout:.0f} s ({type(exc).__name__}: {exc})"
+                ) from exc
+        return env.step(actions)
+
+    def _is_stacked(self, policy: torch.nn.Module, params: Params) -> bool:
+        own = dict(policy.named_parameters())
+        if set(params) != set(own):
+            missing, extra = set(own) - set(params), set(params) - set(own)
+            raise ValueError(
+                f"params do not match the policy: missing {sorted(missing)}, unexpected {sorted(extra)}"
+            )
+        shapes = {name: (tuple(params[name].shape), tuple(p.shape)) for name, p in own.items()}
+        if all(got == want for got, want in shapes.values()):
+            return False
+        if all(got == (self.num_tasks, *want) for got, want in shapes.values()):
+            return True
+        raise ValueError(
+            f"params must match the policy's shapes, or add a leading axis of {self.num_tasks} tasks; "
+            f"got {shapes}"
+        )
+
+    def _check_finite(
+        self, values: np.ndarray, alive: np.ndarray, what: str, rows: slice, tasks, t: int
+    ) -> None:
+        bad = ~np.isfinite(values).reshape(len(alive), -1).all(axis=1) & alive
+        if bad.any():
+            j = rows.start + int(np.flatnonzero(bad)[0])
+            k = j // self.episodes_per_task
+            raise NonFiniteError(
+                f"non-finite {what} from sub-env {j} (task {k}: {tasks[k]}, episode "
+                f"{j % self.episodes_per_task}) at step {t} of {self.env_id}"
+            )
+
+
+class _Buffers:
+    """Preallocated ``[time, sub-env]`` arrays, reshaped to ``[task, time, episode]`` at the end."""
+
+    def __init__(self, T: int, N: int, obs_dim: int, act_dim: int) -> None:
+        self.observations = np.zeros((T, N, obs_dim), dtype=np.float32)
+        self.actions = np.zeros((T, N, act_dim), dtype=np.float32)
+        self.rewards = np.zeros((T, N), dtype=np.float32)
+        self.mask = np.zeros((T, N), dtype=np.float32)
+        self.log_probs = np.zeros((T, N), dtype=np.float32)
+
+    def episodes(self, K: int, E: int, tasks: Sequence[dict[str, Any]]) -> Episodes:
+        def per_task(array: np.ndarray) -> Tensor:
+            T = array.shape[0]
+            shaped = array.reshape(T, K, E, *array.shape[2:])
+            return torch.from_numpy(np.ascontiguousarray(np.moveaxis(shaped, 1, 0)))
+
+        return Episodes(
+            observations=per_task(self.observations),
+            actions=per_task(self.actions),
+            rewards=per_task(self.rewards),
+            mask=per_task(self.mask),
+            log_probs=per_task(self.log_probs),
+            tasks=tuple(dict(t) for t in tasks),
+        )
+
+
+def _is_mujoco(env_id: str) -> bool:
+    spec = gym.spec(env_id)
+    return "navigation" not in str(spec.entry_point).lower()
+
+
+def default_num_threads() -> int:
+    return os.cpu_count() or 1
