@@ -1,11 +1,13 @@
-"""The ``metarl`` command line: ``metarl demo | benchmark ...``."""
+"""The ``metarl`` command line: ``train | evaluate | render | plot | baseline | benchmark | demo``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -82,6 +84,179 @@ def _benchmark_sampler(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from metarl.config import load_config
+    from metarl.trainer import Trainer
+
+    overrides = list(args.set)
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if args.iterations is not None:
+        overrides.append(f"iterations={args.iterations}")
+    config = load_config(args.config, overrides)
+    run_dir = Path(args.run_dir) if args.run_dir else _default_run_dir(args.config, config.seed)
+    if args.resume and not args.run_dir:
+        raise UsageError("--resume needs the --run-dir of the run to continue")
+    trainer = Trainer(config, run_dir, resume=args.resume, progress=not args.no_progress)
+    print(f"run directory: {run_dir}", flush=True)
+    trainer.train()
+    _print_summary(run_dir)
+    return 0
+
+
+def _default_run_dir(config_path: str, seed: int) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{Path(config_path).stem}-seed{seed}-{stamp}"
+
+
+def _print_summary(run_dir: Path) -> None:
+    import csv
+
+    with (run_dir / "progress.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if rows:
+        first, last = rows[0], rows[-1]
+        print(
+            f"iterations {int(first['iteration'])}..{int(last['iteration'])}: return before adaptation "
+            f"{float(first['return_pre']):.2f} -> {float(last['return_pre']):.2f}, after one step "
+            f"{float(first['return_post']):.2f} -> {float(last['return_post']):.2f}"
+        )
+    print(
+        f"results: {run_dir}/progress.csv, {run_dir}/checkpoints/latest.pt, TensorBoard events in {run_dir}"
+    )
+
+
+def _benchmark_iteration(args: argparse.Namespace) -> int:
+    from metarl.config import load_config
+    from metarl.trainer import benchmark_iteration
+
+    config = load_config(args.config, list(args.set))
+    result = benchmark_iteration(config, iterations=args.iterations, warmup=args.warmup)
+    result["fvp"] = getattr(config.meta_optimizer, "fvp", None)
+    result["meta_optimizer"] = config.meta_optimizer.name
+    result["first_order"] = config.adaptation.first_order
+    if not args.json:
+        print(
+            f"{config.env}: {config.tasks_per_batch} tasks x {config.episodes_per_task} episodes x {config.horizon} steps"
+        )
+        print(
+            f"  meta-optimizer {result['meta_optimizer']}, fvp {result['fvp']}, first_order {result['first_order']}"
+        )
+        print(f"  median over {args.iterations} iterations (after {args.warmup} warm-up):")
+        for key in ("sampling_s", "adaptation_s", "meta_optimization_s"):
+            print(f"    {key:<22} {result[key]:8.2f} s")
+        print(
+            f"  (adaptation + meta-optimisation) / sampling = {result['learning_over_sampling']:.2f}"
+        )
+    print(json.dumps(result) if args.json else "", end="\n" if args.json else "")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from metarl.evaluation import evaluate, markdown_table
+
+    out = Path(args.out) if args.out else Path(args.run_dir) / "evaluation" / "results.json"
+    results = evaluate(
+        args.run_dir, args.tasks, args.steps, args.episodes, args.seed, args.baselines, out
+    )
+    print(markdown_table(results), end="")
+    print(f"results: {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}")
+    return 0
+
+
+def _parse_task_json(text: str) -> dict:
+    try:
+        task = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UsageError(
+            f"--task is not valid JSON ({err}); e.g. --task '{{\"direction\": -1}}'"
+        ) from None
+    if not isinstance(task, dict):
+        raise UsageError(
+            f"--task must be a JSON object such as '{{\"velocity\": 1.0}}', got {text!r}"
+        )
+    return task
+
+
+def _render(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+
+    from metarl.evaluation import adaptation_curve, held_out_tasks
+    from metarl.rendering import render_adaptation
+    from metarl.sampler import Sampler
+    from metarl.trainer import load_policy
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".mp4", ".gif"):
+        raise UsageError(f"--out must end in .mp4 or .gif, got {out}")
+    config, policy, _ = load_policy(args.run_dir)
+    distribution = gym.make(config.env).unwrapped
+    if args.task is not None:
+        task = _parse_task_json(args.task)
+        try:
+            distribution.task = task  # validates against the env's task distribution
+        except ValueError as err:
+            raise UsageError(f"--task does not fit {config.env}: {err}") from None
+        tasks = [distribution.task]
+    else:
+        tasks = held_out_tasks(distribution, args.tasks, args.seed)
+    with Sampler(
+        config.env, len(tasks), config.episodes_per_task, config.horizon, kind=config.sampler.kind
+    ) as sampler:
+        _, history = adaptation_curve(
+            policy, sampler, tasks, args.steps, config.adaptation.lrs[0], config, args.seed
+        )
+    path = render_adaptation(
+        config.env,
+        policy,
+        history,
+        tasks,
+        out=out,
+        seed=args.seed,
+        size=(args.width, args.height),
+        fps=args.fps,
+        max_steps=config.horizon,
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from metarl.plotting import plot_runs
+
+    path = plot_runs([Path(d) for d in args.run_dirs], Path(args.out))
+    print(f"wrote {path}")
+    return 0
+
+
+def _baseline(args: argparse.Namespace) -> int:
+    from metarl.config import load_config
+    from metarl.sb3 import train_oracle, train_pretrained
+
+    config = load_config(args.config, list(args.set))
+    out = (
+        Path(args.out)
+        if args.out
+        else Path("baselines") / Path(args.config).stem / f"{args.kind}.zip"
+    )
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it or choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    train = train_pretrained if args.kind == "pretrain" else train_oracle
+    path = train(
+        config.env,
+        args.timesteps,
+        config.policy.hidden_sizes,
+        config.policy.activation,
+        config.policy.init_std,
+        config.seed,
+        out,
+        progress_bar=not args.no_progress,
+    )
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metarl", description="Meta-reinforcement learning (MAML for RL)."
@@ -92,6 +267,74 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--num-envs", type=int, default=200)
     demo.add_argument("--steps", type=int, default=20)
     demo.set_defaults(run=_demo)
+
+    train = commands.add_parser("train", help="meta-train a policy from a YAML config")
+    train.add_argument("config", help="YAML config, e.g. experiments/configs/navigation2d.yaml")
+    train.add_argument("--run-dir", help="where results go (default: runs/<config>-seed<S>-<time>)")
+    train.add_argument("--seed", type=int, help="override the config's seed")
+    train.add_argument("--iterations", type=int, help="override the config's iterations")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key by its dotted path (repeatable)",
+    )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --run-dir from its latest checkpoint",
+    )
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(run=_train)
+
+    ev = commands.add_parser("evaluate", help="k-step adaptation on held-out tasks vs baselines")
+    ev.add_argument("run_dir", help="a training run directory")
+    ev.add_argument("--tasks", type=int, default=40, help="held-out tasks")
+    ev.add_argument("--steps", type=int, default=3, help="adaptation steps (0..K are reported)")
+    ev.add_argument("--episodes", type=int, default=20, help="episodes per task and step")
+    ev.add_argument("--seed", type=int, default=1, help="seed of the held-out task stream")
+    ev.add_argument(
+        "--baselines", help="directory with pretrained.zip / oracle.zip from `metarl baseline`"
+    )
+    ev.add_argument("--out", help="results.json path (default RUN_DIR/evaluation/results.json)")
+    ev.set_defaults(run=_evaluate)
+
+    render = commands.add_parser("render", help="video of the policy before and after adaptation")
+    render.add_argument("run_dir", help="a training run directory")
+    which = render.add_mutually_exclusive_group()
+    which.add_argument("--task", help="one task as JSON, e.g. '{\"direction\": -1}'")
+    which.add_argument("--tasks", type=int, default=1, help="N held-out tasks, one row each")
+    render.add_argument("--steps", type=int, default=1, help="adaptation steps (one column each)")
+    render.add_argument("--seed", type=int, default=1)
+    render.add_argument("--out", default="video.mp4", help="video.mp4 or video.gif")
+    render.add_argument("--width", type=int, default=320)
+    render.add_argument("--height", type=int, default=240)
+    render.add_argument("--fps", type=int, default=20)
+    render.set_defaults(run=_render)
+
+    plot = commands.add_parser("plot", help="pre/post-adaptation learning curves of runs")
+    plot.add_argument(
+        "run_dirs", nargs="+", help="run directories (seeds of one config are averaged)"
+    )
+    plot.add_argument("--out", default="curves.png")
+    plot.set_defaults(run=_plot)
+
+    base = commands.add_parser("baseline", help="train the stable-baselines3 baselines")
+    base.add_argument(
+        "kind",
+        choices=["pretrain", "oracle"],
+        help="pretrain: PPO on the whole distribution; oracle: PPO that sees the task",
+    )
+    base.add_argument("config", help="the YAML config of the meta-training run")
+    base.add_argument("--timesteps", type=int, default=1_000_000)
+    base.add_argument(
+        "--out", help="zip path (default baselines/<config>/pretrained.zip or oracle.zip)"
+    )
+    base.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    base.add_argument("--force", action="store_true", help="overwrite an existing zip")
+    base.add_argument("--no-progress", action="store_true")
+    base.set_defaults(run=_baseline)
 
     bench = commands.add_parser("benchmark", help="speed measurements")
     bench_kinds = bench.add_subparsers(dest="kind", required=True, metavar="KIND")
@@ -119,12 +362,46 @@ def build_parser() -> argparse.ArgumentParser:
     bench_sampler.add_argument("--repeats", type=int, default=3, help="best of N (raw and batched)")
     bench_sampler.add_argument("--json", action="store_true", help="print one JSON object")
     bench_sampler.set_defaults(run=_benchmark_sampler)
+    bench_iter = bench_kinds.add_parser(
+        "iteration", help="seconds of one meta-iteration, split in parts"
+    )
+    bench_iter.add_argument("--config", required=True, help="YAML config")
+    bench_iter.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    bench_iter.add_argument(
+        "--iterations", type=int, default=3, help="measured iterations (median)"
+    )
+    bench_iter.add_argument("--warmup", type=int, default=1, help="iterations run before measuring")
+    bench_iter.add_argument(
+        "--json", action="store_true", help="print the result as JSON on the last line"
+    )
+    bench_iter.set_defaults(run=_benchmark_iteration)
     return parser
+
+
+class UsageError(Exception):
+    """A command-line argument that cannot work; reported without a traceback."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    from metarl.config import ConfigError
+    from metarl.trainer import CheckpointError, TrainingDiverged
+
+    try:
+        return args.run(args)
+    except (
+        UsageError,
+        ConfigError,
+        CheckpointError,
+        TrainingDiverged,
+        FileExistsError,
+        ValueError,
+    ) as err:
+        print(f"metarl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"metarl {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

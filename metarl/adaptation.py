@@ -1,0 +1,305 @@
+"""The inner loop of MAML for RL, as pure functions (Finn et al. 2017, section 5.3).
+
+One adaptation step for task ``i`` is ``phi_i = theta - lr * grad L_i(theta)``
+with ``L_i`` a policy-gradient surrogate on task ``i``'s pre-adaptation
+episodes. All tasks are adapted at once: the shared ``theta`` is expanded to
+per-task copies ``[K, ...]``, every task's log-probabilities come from one
+``torch.func.vmap`` over ``functional_call``, and a single
+``torch.autograd.grad`` of the summed per-task losses with respect to the
+expanded copies yields each task's own gradient (task ``k``'s loss depends on
+copy ``k`` only). With ``create_graph=True`` that gradient stays differentiable
+in ``theta``, which is what the second-order meta-gradient needs.
+
+Parameters are "stacked" when every tensor has a leading task axis of size
+``K`` in front of the policy's own parameter shape, "shared" otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from metarl.episodes import Episodes, gae
+from metarl.objectives import (
+    OBJECTIVES,
+    MetaBatch,
+    Surrogate,
+    gaussian_log_prob,
+    inner_surrogate,
+    reinforce_surrogate,
+)
+from metarl.policies import Params
+
+__all__ = [
+    "AdaptationSettings",
+    "ValueBaseline",
+    "adapt",
+    "adapt_steps",
+    "adapt_with_advantages",
+    "compute_advantages",
+    "expand_params",
+    "inner_loss",
+    "is_stacked",
+    "make_meta_batch",
+    "normalize_advantages",
+    "policy_log_probs",
+    "policy_stats",
+    "step_sizes",
+]
+
+
+class ValueBaseline(Protocol):
+    """What the adaptation needs of a baseline (``metarl.baselines.LinearFeatureBaseline``)."""
+
+    def fit_predict(self, episodes: Episodes, gamma: float) -> Tensor: ...
+
+
+@dataclass(frozen=True)
+class AdaptationSettings:
+    """How the meta-optimizers adapt theta to each task (the config's ``adaptation`` + ``objective``).
+
+    Attributes:
+        lr: inner step size, one for every step or a sequence with one per step.
+        steps: inner gradient steps, all on the same pre-adaptation episodes.
+        first_order: drop the second derivatives through the inner step (FOMAML).
+        objective: inner surrogate, ``maml | dice | lvc`` (see :mod:`metarl.objectives`).
+    """
+
+    lr: float | Sequence[float] = 0.1
+    steps: int = 1
+    first_order: bool = False
+    objective: str = "maml"
+
+    def __post_init__(self) -> None:
+        step_sizes(self.lr, self.steps)  # validates lr and steps
+        if self.objective not in OBJECTIVES:
+            raise ValueError(
+                f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}"
+            )
+        if not isinstance(self.lr, (int, float)):
+            object.__setattr__(self, "lr", tuple(float(x) for x in self.lr))
+
+
+def step_sizes(lr: float | Sequence[float], steps: int) -> list[float]:
+    """The step size of each of ``steps`` inner steps.
+
+    ``lr`` is one float for all steps or a sequence with exactly one per step
+    (the paper evaluates with 0.1 for the first step and 0.05 after it).
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    lrs = [float(lr)] * steps if isinstance(lr, (int, float)) else [float(x) for x in lr]
+    if len(lrs) != steps:
+        raise ValueError(f"lr has {len(lrs)} entries but steps is {steps}; give one per step")
+    if not all(x > 0 for x in lrs):
+        raise ValueError(f"inner step sizes must be positive, got {lrs}")
+    return lrs
+
+
+def normalize_advantages(advantages: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
+    """Zero mean, unit (population) std over each task's valid steps; zero on padding.
+
+    As ProMP's ``utils.normalize_advantages``, applied per task because each
+    task's episodes are processed separately there.
+    """
+    mask = mask.to(advantages.dtype)
+    count = mask.sum(dim=(-2, -1), keepdim=True).clamp_min(1.0)
+    mean = (advantages * mask).sum(dim=(-2, -1), keepdim=True) / count
+    var = ((advantages - mean).square() * mask).sum(dim=(-2, -1), keepdim=True) / count
+    return (advantages - mean) / (var.sqrt() + eps) * mask
+
+
+def compute_advantages(
+    episodes: Episodes,
+    baseline: ValueBaseline,
+    gamma: float,
+    gae_lambda: float,
+    normalize: bool = True,
+) -> Tensor:
+    """GAE advantages on the baseline's values, ``[..., T, E]`` (detached).
+
+    The baseline is fitted on the same episodes (one fit per task when stacked),
+    as in MAML-RL's inner step (Finn et al. 2017, appendix A.2).
+    """
+    values = baseline.fit_predict(episodes, gamma).to(episodes.rewards.dtype)
+    advantages = gae(episodes.rewards, values, episodes.mask, gamma, gae_lambda)
+    if normalize:
+        advantages = normalize_advantages(advantages, episodes.mask)
+    return advantages.detach()
+
+
+def make_meta_batch(
+    pre: Episodes,
+    post: Episodes,
+    baseline: ValueBaseline,
+    gamma: float,
+    gae_lambda: float,
+    normalize: bool = True,
+) -> MetaBatch:
+    """A :class:`~metarl.objectives.MetaBatch` with the advantages of both stacked batches."""
+    return MetaBatch(
+        pre=pre,
+        post=post,
+        pre_advantages=compute_advantages(pre, baseline, gamma, gae_lambda, normalize),
+        post_advantages=compute_advantages(post, baseline, gamma, gae_lambda, normalize),
+    )
+
+
+def is_stacked(policy: nn.Module, params: Params) -> bool:
+    """Whether ``params`` carry a leading task axis in front of the policy's parameter shapes."""
+    name, value = next(iter(params.items()))
+    own = policy.get_parameter(name)
+    if value.shape == own.shape:
+        return False
+    if value.shape[1:] == own.shape:
+        return True
+    raise ValueError(f"parameter {name!r} has shape {tuple(value.shape)}; policy has {own.shape}")
+
+
+def expand_params(params: Params, num_tasks: int) -> Params:
+    """Per-task views ``[K, ...]`` of shared parameters (no copy; gradients flow back)."""
+    return {name: p.expand(num_tasks, *p.shape) for name, p in params.items()}
+
+
+def policy_stats(policy: nn.Module, params: Params, observations: Tensor) -> tuple[Tensor, Tensor]:
+    """``(mean, std)`` of the policy at ``observations`` under ``params``.
+
+    Stacked params ``[K, ...]`` pair with observations ``[K, ...]`` through
+    ``torch.func.vmap``, so the layers become batched matrix products.
+    """
+
+    def stats(p: Params, obs: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.func.functional_call(policy, p, (obs,), {"stats": True})
+
+    if is_stacked(policy, params):
+        return torch.func.vmap(stats)(params, observations)
+    return stats(params, observations)
+
+
+def policy_log_probs(policy: nn.Module, params: Params, episodes: Episodes) -> Tensor:
+    """Log-probabilities ``[..., T, E]`` of the episodes' actions under ``params``."""
+    mean, std = policy_stats(policy, params, episodes.observations)
+    return gaussian_log_prob(mean, std, episodes.actions)
+
+
+def inner_loss(
+    policy: nn.Module,
+    params: Params,
+    episodes: Episodes,
+    advantages: Tensor,
+    surrogate: Surrogate | str = reinforce_surrogate,
+) -> Tensor:
+    """The inner surrogate per task (REINFORCE by default: ``-sum(log pi * A * mask) / sum(mask)``).
+
+    Shared params with stacked episodes give one loss per task as well.
+    """
+    if not is_stacked(policy, params) and episodes.rewards.dim() == 3:
+        params = expand_params(params, episodes.rewards.shape[0])
+    log_probs = policy_log_probs(policy, params, episodes)
+    return inner_surrogate(surrogate)(log_probs, episodes.log_probs, advantages, episodes.mask)
+
+
+def adapt_steps(
+    policy: nn.Module,
+    params: Params,
+    episodes: Episodes,
+    advantages: Tensor,
+    lr: float | Sequence[float],
+    steps: int = 1,
+    first_order: bool = False,
+    objective: str | Surrogate = "maml",
+) -> list[Params]:
+    """Stacked parameters before and after each inner step: ``[theta_K, phi_1, ..., phi_steps]``.
+
+    ``episodes`` and ``advantages`` must be stacked (``[K, T, E]``); ``params``
+    shared (expanded here to ``theta_K``) or stacked. Every step reuses the same
+    episodes. Without ``first_order`` the steps are differentiable to second
+    order in ``params`` (``create_graph=True``); with it, ``phi`` still depends
+    on ``params``, but through the identity only. Meta-optimizers use the
+    intermediate entries for Jacobian-vector products through each step.
+    """
+    if episodes.rewards.dim() != 3:
+        raise ValueError("adapt_steps needs episodes stacked over tasks; see adapt_with_advantages")
+    surrogate = inner_surrogate(objective)
+    num_tasks = episodes.rewards.shape[0]
+    current = params if is_stacked(policy, params) else expand_params(params, num_tasks)
+    trace = [current]
+    # Without an ambient graph (sampling, evaluation, a line search) each step
+    # starts from fresh leaves: views made under no_grad claim requires_grad yet
+    # are cut off from the graph, and their gradient would silently be zero.
+    graph = torch.is_grad_enabled()
+    for lr_step in step_sizes(lr, steps):
+        with torch.enable_grad():
+            if not (graph and all(p.requires_grad for p in current.values())):
+                current = {n: p.detach().requires_grad_() for n, p in current.items()}
+                trace[-1] = current
+            log_probs = policy_log_probs(policy, current, episodes)
+            losses = surrogate(log_probs, episodes.log_probs, advantages, episodes.mask)
+            # Task k's loss depends on copy k only: one backward gives every task's gradient.
+            grads = torch.autograd.grad(
+                losses.sum(),
+                list(current.values()),
+                create_graph=not first_order,
+                materialize_grads=True,
+            )
+        current = {n: p - lr_step * g for (n, p), g in zip(current.items(), grads, strict=True)}
+        trace.append(current)
+    return trace
+
+
+def adapt_with_advantages(
+    policy: nn.Module,
+    params: Params,
+    episodes: Episodes,
+    advantages: Tensor,
+    lr: float | Sequence[float],
+    steps: int = 1,
+    first_order: bool = False,
+    objective: str | Surrogate = "maml",
+) -> Params:
+    """Adapted parameters phi from precomputed advantages (stacked ``[K, ...]`` for stacked episodes).
+
+    Single-task episodes (``[T, E]`` rewards) give single-task parameters.
+    """
+    single = episodes.rewards.dim() == 2
+    if single:
+        episodes = Episodes(
+            observations=episodes.observations.unsqueeze(0),
+            actions=episodes.actions.unsqueeze(0),
+            rewards=episodes.rewards.unsqueeze(0),
+            mask=episodes.mask.unsqueeze(0),
+            log_probs=episodes.log_probs.unsqueeze(0),
+            tasks=episodes.tasks,
+        )
+        advantages = advantages.unsqueeze(0)
+    trace = adapt_steps(policy, params, episodes, advantages, lr, steps, first_order, objective)
+    phi = trace[-1]
+    return {n: p.squeeze(0) for n, p in phi.items()} if single else phi
+
+
+def adapt(
+    policy: nn.Module,
+    params: Params,
+    episodes: Episodes,
+    baseline: ValueBaseline,
+    lr: float | Sequence[float],
+    steps: int = 1,
+    first_order: bool = False,
+    gamma: float = 0.99,
+    gae_lambda: float = 1.0,
+    objective: str | Surrogate = "maml",
+) -> Params:
+    """``phi = theta - lr * grad L(theta)``, ``steps`` times, for every task of ``episodes``.
+
+    The advantages are GAE on the baseline fitted to ``episodes``, normalised
+    per task. Returns stacked ``[K, ...]`` parameters for stacked episodes.
+    Detach the result before handing it to a sampler.
+    """
+    advantages = compute_advantages(episodes, baseline, gamma, gae_lambda)
+    return adapt_with_advantages(
+        policy, params, episodes, advantages, lr, steps, first_order, objective
+    )

@@ -1,0 +1,167 @@
+"""ProMP's first-order meta-optimizer: PPO's clipped surrogate over the adapted policies.
+
+Rothfuss et al. 2019 (arXiv 1810.06784, section 6; jonasrothfuss/ProMP
+``meta_algos/pro_mp.py``): a few Adam steps on the same meta-batch, each one
+re-adapting theta (with the objective's inner surrogate, differentiably unless
+first-order) and evaluating PPO's clipped surrogate on the post-adaptation
+episodes, plus an optional penalty ``inner_kl_coeff * KL(pi_theta_old || pi_theta)``
+on the pre-adaptation observations, ProMP's trust region for the pre-update policy.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from metarl.adaptation import AdaptationSettings, adapt_steps, policy_stats
+from metarl.meta_optimizers.trpo import check_finite, mean_kl
+from metarl.objectives import MetaBatch, clipped_surrogate, gaussian_log_prob
+from metarl.policies import params_of
+
+__all__ = ["PPO"]
+
+
+class PPO:
+    """Clipped-surrogate meta-optimizer with Adam (ProMP).
+
+    Args:
+        lr: Adam learning rate (ProMP: 1e-3).
+        epochs: gradient steps per meta-batch, full batch each (ProMP: 5).
+        clip: likelihood-ratio clipping range (ProMP's configs: 0.3).
+        inner_kl_coeff: fixed weight of the pre-update KL penalty (ProMP: 5e-4, 0 disables).
+    """
+
+    def __init__(
+        self, lr: float = 1e-3, epochs: int = 5, clip: float = 0.3, inner_kl_coeff: float = 0.0
+    ) -> None:
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        if epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        if not clip > 0:
+            raise ValueError(f"clip must be positive, got {clip}")
+        if not inner_kl_coeff >= 0:
+            raise ValueError(f"inner_kl_coeff must be non-negative, got {inner_kl_coeff}")
+        self.lr = lr
+        self.epochs = epochs
+        self.clip = clip
+        self.inner_kl_coeff = inner_kl_coeff
+        self.num_steps = 0
+        self._adam: torch.optim.Adam | None = None
+        self._pending_adam_state: dict[str, Any] | None = None
+
+    def _optimizer(self, params: list[Tensor]) -> torch.optim.Adam:
+        # Adam is bound to the policy on the first step (the policy arrives with it).
+        if self._adam is None:
+            self._adam = torch.optim.Adam(params, lr=self.lr)
+            if self._pending_adam_state is not None:
+                self._adam.load_state_dict(self._pending_adam_state)
+                self._pending_adam_state = None
+        bound = self._adam.param_groups[0]["params"]
+        if len(bound) != len(params) or any(a is not b for a, b in zip(bound, params, strict=True)):
+            raise ValueError("this PPO meta-optimizer was first used with a different policy")
+        return self._adam
+
+    def step(
+        self, policy: nn.Module, batch: MetaBatch, adaptation: AdaptationSettings
+    ) -> dict[str, float]:
+        """``epochs`` Adam steps on ``policy`` in place; returns metrics.
+
+        Metrics: ``loss_before`` (clipped surrogate at the first epoch),
+        ``loss_after`` (after the last), ``kl`` (mean KL between the old and new
+        post-adaptation policies), ``inner_kl`` (pre-update KL after the step).
+
+        Raises:
+            FloatingPointError: NaN/inf in the parameters, the batch, a loss or a
+                gradient; parameters and Adam's state are then restored first.
+        """
+        theta = params_of(policy)
+        params = list(theta.values())
+        check_finite("policy parameters", params)
+        bad = batch.nonfinite_fields()
+        if bad:
+            raise FloatingPointError(
+                f"meta-batch fields {bad} hold NaN or inf; parameters were left unchanged"
+            )
+        adam = self._optimizer(params)
+        pre, post = batch.pre, batch.post
+        adapt_kwargs = dict(
+            lr=adaptation.lr, steps=adaptation.steps, objective=adaptation.objective
+        )
+
+        def adapted_stats(first_order: bool) -> tuple[Tensor, Tensor]:
+            trace = adapt_steps(
+                policy,
+                params_of(policy),
+                pre,
+                batch.pre_advantages,
+                first_order=first_order,
+                **adapt_kwargs,
+            )
+            return policy_stats(policy, trace[-1], post.observations)
+
+        def surrogate(mean: Tensor, std: Tensor) -> Tensor:
+            log_probs = gaussian_log_prob(mean, std, post.actions)
+            return clipped_surrogate(
+                log_probs, post.log_probs, batch.post_advantages, post.mask, self.clip
+            ).mean()
+
+        def inner_kl() -> Tensor:
+            mean, std = policy_stats(policy, params_of(policy), pre.observations)
+            return mean_kl(old_pre_mean, old_pre_std, mean, std, pre.mask)
+
+        with torch.no_grad():
+            old_mean, old_std = (t.detach() for t in adapted_stats(first_order=True))
+            old_pre_mean, old_pre_std = policy_stats(policy, theta, pre.observations)
+
+        snapshot = [p.detach().clone() for p in params]
+        adam_state = copy.deepcopy(adam.state_dict())
+        loss_before = float("nan")
+        try:
+            for epoch in range(self.epochs):
+                loss = surrogate(*adapted_stats(adaptation.first_order))
+                total = loss + self.inner_kl_coeff * inner_kl() if self.inner_kl_coeff else loss
+                check_finite(f"meta-loss at epoch {epoch}", total)
+                grads = torch.autograd.grad(total, params, materialize_grads=True)
+                check_finite(f"meta-gradient at epoch {epoch}", grads)
+                if epoch == 0:
+                    loss_before = float(loss.detach())
+                for p, g in zip(params, grads, strict=True):
+                    p.grad = g
+                adam.step()
+                adam.zero_grad(set_to_none=True)
+            check_finite("parameters after the Adam steps", params)
+        except FloatingPointError:
+            with torch.no_grad():
+                for p, old in zip(params, snapshot, strict=True):
+                    p.copy_(old)
+            adam.load_state_dict(adam_state)
+            adam.zero_grad(set_to_none=True)
+            raise
+
+        with torch.no_grad():
+            mean, std = adapted_stats(first_order=True)
+            metrics = {
+                "loss_before": loss_before,
+                "loss_after": float(surrogate(mean, std)),
+                "kl": float(mean_kl(old_mean, old_std, mean, std, post.mask)),
+                "inner_kl": float(inner_kl()),
+            }
+        self.num_steps += 1
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        """Adam's moments and the step counter (``adam`` is ``None`` before the first step)."""
+        adam = self._adam.state_dict() if self._adam is not None else self._pending_adam_state
+        return {"num_steps": self.num_steps, "adam": copy.deepcopy(adam)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.num_steps = int(state["num_steps"])
+        adam = copy.deepcopy(state["adam"])
+        if self._adam is not None and adam is not None:
+            self._adam.load_state_dict(adam)
+        else:
+            self._pending_adam_state = adam

@@ -1,0 +1,330 @@
+"""TRPO as the meta-optimizer of MAML-RL (Finn et al. 2017, section 5.3; Schulman et al. 2015).
+
+One step maximises the post-adaptation surrogate ``-L(theta)`` (see
+:func:`metarl.objectives.outer_surrogate`) under a trust region on the mean
+``KL(pi_phi(theta_old) || pi_phi(theta))`` over the post-adaptation
+observations: a natural-gradient direction by conjugate gradient, then a
+backtracking line search. Everything is batched over tasks.
+
+The curvature matrix ``F`` is the Hessian of that KL at ``theta_old``. Three
+products ``F v`` are offered (``fvp=``):
+
+``exact``
+    Double backward through the KL and the whole inner step, the way
+    pytorch-maml-rl does it (``metalearners/maml_trpo.py``). The reference.
+``gauss_newton``
+    ``J^T M J v``, ``J`` the Jacobian of the adapted policy's outputs (mean and
+    log-std at every post-adaptation step) with respect to theta through the
+    inner step, ``M`` the Gaussian's Fisher in those outputs (``1/std^2`` for the
+    mean, ``2`` for the log-std). At ``theta_old`` the KL's first derivative in
+    the outputs vanishes, so this IS the exact Hessian there (Martens 2014,
+    arXiv 1412.1193, section 9), with no third derivatives through the inner
+    step. ``J v`` splits into ``J_post (J_adapt v)``: each inner step's Jacobian
+    ``I - lr * H`` is symmetric, so ``J_adapt v`` is a reverse product through the
+    retained inner-step graph, and ``J_post w`` is the double-vjp trick on the
+    retained policy graph; ``J^T u`` is one backward through both.
+``adapted_fisher``
+    The Fisher at the adapted parameters, taking ``d phi / d theta = I``: no
+    pass over the pre-adaptation data at all. Equals ``exact`` for first-order
+    MAML, and is the first-order approximation otherwise.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from metarl.adaptation import AdaptationSettings, adapt_steps, policy_stats
+from metarl.meta_optimizers.optim import (
+    backtracking_line_search,
+    conjugate_gradient,
+    flat,
+    hessian_vector_product,
+    unflat,
+)
+from metarl.objectives import (
+    MetaBatch,
+    gaussian_kl,
+    gaussian_log_prob,
+    masked_task_mean,
+    outer_surrogate,
+)
+from metarl.policies import Params, params_of
+
+__all__ = [
+    "FVP_KINDS",
+    "TRPO",
+    "adapted_fisher_fvp",
+    "check_finite",
+    "exact_fvp",
+    "gauss_newton_fvp",
+    "mean_kl",
+]
+
+FVP_KINDS = ("exact", "gauss_newton", "adapted_fisher")
+
+
+def check_finite(what: str, tensors: Sequence[Tensor] | Tensor) -> None:
+    """Raise ``FloatingPointError`` naming ``what`` if any tensor holds NaN or inf."""
+    tensors = [tensors] if isinstance(tensors, Tensor) else tensors
+    if not all(bool(torch.isfinite(t).all()) for t in tensors):
+        raise FloatingPointError(
+            f"{what} is not finite (NaN or inf); parameters were left unchanged. "
+            "Check the episodes and advantages, or lower the step sizes."
+        )
+
+
+def mean_kl(old_mean: Tensor, old_std: Tensor, mean: Tensor, std: Tensor, mask: Tensor) -> Tensor:
+    """``KL(old || new)`` averaged over each task's valid steps, then over tasks."""
+    return masked_task_mean(gaussian_kl(old_mean, old_std, mean, std), mask).mean()
+
+
+def exact_fvp(kl: Tensor, params: Sequence[Tensor], damping: float) -> Callable[[Tensor], Tensor]:
+    """The KL's Hessian-vector product by double backward through everything ``kl`` depends on."""
+    return hessian_vector_product(kl, params, damping)
+
+
+def _fisher_weights(mask: Tensor, std: Tensor) -> tuple[Tensor, Tensor]:
+    # d^2 KL / d mean^2 = 1 / std^2 and d^2 KL / d log_std^2 = 2 per action
+    # dimension, times each valid step's weight in the task mean and the task mean.
+    mask = mask.to(std.dtype)
+    weight = mask / mask.sum(dim=(-2, -1), keepdim=True).clamp_min(1.0) / mask.shape[0]
+    weight = weight.unsqueeze(-1)
+    return weight / std.detach().square(), (2.0 * weight).expand_as(std)
+
+
+def gauss_newton_fvp(
+    trace: Sequence[Params],
+    mean: Tensor,
+    std: Tensor,
+    mask: Tensor,
+    params: Sequence[Tensor],
+    damping: float,
+) -> Callable[[Tensor], Tensor]:
+    """``v -> J^T M J v + damping * v`` through the inner steps (see the module docstring).
+
+    Args:
+        trace: stacked parameters before and after each inner step, as returned
+            by :func:`metarl.adaptation.adapt_steps` (graphs retained).
+        mean, std: the policy at the post-adaptation observations under ``trace[-1]``.
+        mask: the post-adaptation mask ``[K, T, E]``.
+        params: the shared parameters theta that ``trace[0]`` expands, in flat-vector order.
+        damping: added times ``v``.
+    """
+    return _output_fisher_fvp(trace, mean, std, mask, params, damping, through_adaptation=True)
+
+
+def adapted_fisher_fvp(
+    trace: Sequence[Params],
+    mean: Tensor,
+    std: Tensor,
+    mask: Tensor,
+    params: Sequence[Tensor],
+    damping: float,
+) -> Callable[[Tensor], Tensor]:
+    """``v -> mean_k F_k(phi_k) v + damping * v``: the Fisher at the adapted parameters.
+
+    Same arguments as :func:`gauss_newton_fvp`; only ``trace[-1]`` is used.
+    """
+    return _output_fisher_fvp(trace, mean, std, mask, params, damping, through_adaptation=False)
+
+
+def _output_fisher_fvp(
+    trace: Sequence[Params],
+    mean: Tensor,
+    std: Tensor,
+    mask: Tensor,
+    params: Sequence[Tensor],
+    damping: float,
+    through_adaptation: bool,
+) -> Callable[[Tensor], Tensor]:
+    params = list(params)
+    num_tasks = mask.shape[0]
+    phi = list(trace[-1].values())
+    outputs = (mean, std.log())
+    fisher = _fisher_weights(mask, std)
+    # J_post^T u is linear in u: build it once on dummy cotangents, then every
+    # J_post w is a backward of it with respect to the dummies (double-vjp trick).
+    dummies = [torch.zeros_like(o, requires_grad=True) for o in outputs]
+    jt_dummy = torch.autograd.grad(outputs, phi, dummies, create_graph=True)
+
+    def product(v: Tensor) -> Tensor:
+        w = [x.expand(num_tasks, *x.shape) for x in unflat(v, params)]
+        if through_adaptation:
+            # Each step's Jacobian I - lr * H is symmetric: J_i w = J_i^T w, a vjp.
+            for before, after in itertools.pairwise(trace):
+                w = torch.autograd.grad(
+                    list(after.values()), list(before.values()), w, retain_graph=True
+                )
+        jv = torch.autograd.grad(jt_dummy, dummies, w, retain_graph=True)
+        u = [f * j for f, j in zip(fisher, jv, strict=True)]
+        if through_adaptation:
+            jtu = torch.autograd.grad(outputs, params, u, retain_graph=True)
+        else:
+            jtu = [g.sum(0) for g in torch.autograd.grad(outputs, phi, u, retain_graph=True)]
+        return flat(jtu) + damping * v
+
+    return product
+
+
+class TRPO:
+    """TRPO meta-optimizer: natural gradient by CG, backtracking line search on the mean KL.
+
+    Args:
+        max_kl: trust-region size, the largest accepted mean KL (MAML-RL: 0.01).
+        cg_iters: conjugate-gradient iterations (products ``F v``) per step.
+        cg_damping: ``F + cg_damping * I`` keeps the system positive definite.
+        ls_max_steps: line-search trials before the step is rejected.
+        ls_backtrack_ratio: step shrink factor between trials, in (0, 1).
+        fvp: ``exact | gauss_newton | adapted_fisher`` (module docstring).
+    """
+
+    def __init__(
+        self,
+        max_kl: float = 0.01,
+        cg_iters: int = 10,
+        cg_damping: float = 1e-5,
+        ls_max_steps: int = 15,
+        ls_backtrack_ratio: float = 0.8,
+        fvp: str = "gauss_newton",
+    ) -> None:
+        if not max_kl > 0:
+            raise ValueError(f"max_kl must be positive, got {max_kl}")
+        if cg_iters < 1 or ls_max_steps < 1:
+            raise ValueError(
+                f"cg_iters and ls_max_steps must be >= 1, got {cg_iters} and {ls_max_steps}"
+            )
+        if not cg_damping >= 0:
+            raise ValueError(f"cg_damping must be non-negative, got {cg_damping}")
+        if not 0 < ls_backtrack_ratio < 1:
+            raise ValueError(f"ls_backtrack_ratio must be in (0, 1), got {ls_backtrack_ratio}")
+        if fvp not in FVP_KINDS:
+            raise ValueError(f"fvp must be one of {', '.join(FVP_KINDS)}, got {fvp!r}")
+        self.max_kl = max_kl
+        self.cg_iters = cg_iters
+        self.cg_damping = cg_damping
+        self.ls_max_steps = ls_max_steps
+        self.ls_backtrack_ratio = ls_backtrack_ratio
+        self.fvp = fvp
+        self.num_steps = 0
+
+    def step(
+        self, policy: nn.Module, batch: MetaBatch, adaptation: AdaptationSettings
+    ) -> dict[str, float]:
+        """One meta-update of ``policy`` in place; returns metrics.
+
+        Metrics: ``loss_before``, ``loss_after`` (surrogate, lower is better),
+        ``kl`` (mean KL of the accepted step, 0 if rejected), ``ls_steps``,
+        ``step_fraction`` (accepted multiple of the full step, 0 if rejected),
+        ``grad_norm``, and the seconds spent on the gradient (adaptation
+        included), on conjugate gradient and on the line search (``time_*_s``).
+
+        Raises:
+            FloatingPointError: NaN/inf in the parameters, the batch, the loss,
+                its gradient or the step, before the parameters change.
+        """
+        start = time.perf_counter()
+        theta = params_of(policy)
+        params = list(theta.values())
+        check_finite("policy parameters", params)
+        bad = batch.nonfinite_fields()
+        if bad:
+            raise FloatingPointError(
+                f"meta-batch fields {bad} hold NaN or inf; parameters were left unchanged"
+            )
+        post = batch.post
+        adapt_kwargs = dict(
+            lr=adaptation.lr, steps=adaptation.steps, objective=adaptation.objective
+        )
+
+        trace = adapt_steps(
+            policy,
+            theta,
+            batch.pre,
+            batch.pre_advantages,
+            first_order=adaptation.first_order,
+            **adapt_kwargs,
+        )
+        mean, std = policy_stats(policy, trace[-1], post.observations)
+        old_mean, old_std = mean.detach(), std.detach()
+        log_probs = gaussian_log_prob(mean, std, post.actions)
+        loss = outer_surrogate(log_probs, post.log_probs, batch.post_advantages, post.mask).mean()
+        check_finite("meta-loss", loss)
+        loss_before = float(loss.detach())
+        # Keep the graph: the curvature products go through the same inner step.
+        grad = flat(torch.autograd.grad(loss, params, retain_graph=True, materialize_grads=True))
+        check_finite("meta-gradient", grad)
+
+        cg_start = time.perf_counter()  # the products' set-up counts as CG time
+        if self.fvp == "exact":
+            kl = mean_kl(old_mean, old_std, mean, std, post.mask)
+            fvp = exact_fvp(kl, params, self.cg_damping)
+        elif self.fvp == "gauss_newton":
+            fvp = gauss_newton_fvp(trace, mean, std, post.mask, params, self.cg_damping)
+        else:
+            fvp = adapted_fisher_fvp(trace, mean, std, post.mask, params, self.cg_damping)
+        # Natural gradient x = F^-1 g; the update is -x scaled to the KL boundary.
+        x = conjugate_gradient(fvp, grad, self.cg_iters)
+        cg_end = time.perf_counter()
+        del fvp, trace, mean, std, log_probs, loss  # free the graphs before the line search
+        # For CG iterates from 0, x^T F x = x^T g exactly: no extra product needed.
+        curvature = float(x @ grad)
+        check_finite("conjugate-gradient step", x)
+        metrics = {
+            "loss_before": loss_before,
+            "loss_after": loss_before,
+            "kl": 0.0,
+            "ls_steps": 0.0,
+            "step_fraction": 0.0,
+            "grad_norm": float(grad.norm()),
+            "time_gradient_s": cg_start - start,
+            "time_cg_s": cg_end - cg_start,
+            "time_line_search_s": 0.0,
+        }
+        self.num_steps += 1
+        if not curvature > 0:
+            return metrics  # zero gradient or a non-positive curvature estimate: no step
+        step = -x * (2.0 * self.max_kl / curvature) ** 0.5
+
+        def evaluate() -> tuple[float, float]:
+            phi = adapt_steps(
+                policy,
+                params_of(policy),
+                batch.pre,
+                batch.pre_advantages,
+                first_order=True,
+                **adapt_kwargs,
+            )[-1]
+            with torch.no_grad():
+                mean, std = policy_stats(policy, phi, post.observations)
+                log_probs = gaussian_log_prob(mean, std, post.actions)
+                loss = outer_surrogate(log_probs, post.log_probs, batch.post_advantages, post.mask)
+                kl = mean_kl(old_mean, old_std, mean, std, post.mask)
+            return float(loss.mean()), float(kl)
+
+        result = backtracking_line_search(
+            params,
+            step,
+            evaluate,
+            loss_before,
+            self.max_kl,
+            self.ls_max_steps,
+            self.ls_backtrack_ratio,
+        )
+        metrics["ls_steps"] = float(result.steps)
+        metrics["time_line_search_s"] = time.perf_counter() - cg_end
+        if result.fraction is not None:
+            metrics.update(loss_after=result.loss, kl=result.kl, step_fraction=result.fraction)
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        """TRPO keeps no optimizer state beyond a step counter."""
+        return {"num_steps": self.num_steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.num_steps = int(state["num_steps"])

@@ -1,0 +1,241 @@
+"""Surrogate objectives of meta-policy-gradient methods, selected by name.
+
+Every function here is pure tensor arithmetic on ``[..., T, E]`` log-probabilities,
+advantages and masks, and returns one loss per task (the leading axes), so the
+same code serves one task and a stack of tasks. Losses are to be minimised.
+
+The *inner* surrogate is what the adaptation step differentiates; its value
+never matters, only its first and (through the meta-gradient) second
+derivatives. The three names follow ProMP's code (jonasrothfuss/ProMP,
+``meta_policy_search/meta_algos/``):
+
+``maml``
+    REINFORCE, ``-mean(log pi * A)``: the MAML-RL inner step (Finn et al. 2017;
+    ProMP ``trpo_maml.py``, ``inner_type='log_likelihood'``). Its Hessian lacks
+    the ``grad log pi grad log pi^T`` term, so the meta-gradient is biased
+    (Rothfuss et al. 2019, section 4).
+``dice``
+    The DiCE magic box over the cumulative log-probability (Foerster et al.
+    2018, arXiv 1802.05098; ProMP ``dice_maml.py``), whose derivatives of every
+    order are unbiased.
+``lvc``
+    ProMP's low-variance curvature estimator, ``-mean(pi / pi_old * A)``
+    (Rothfuss et al. 2019, arXiv 1810.06784, eq. 13; ``pro_mp.py`` /
+    ``trpo_maml.py``, ``inner_type='likelihood_ratio'``).
+
+The *outer* surrogate is TRPO's importance-weighted one on the post-adaptation
+episodes, ``-mean(exp(log pi_phi - log pi_old) * A_post)`` (ProMP ``trpo_maml.py``),
+or PPO's clipped version (``pro_mp.py``); :func:`gaussian_kl` gives the trust
+region's ``KL(old || new)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+from metarl.episodes import Episodes
+
+__all__ = [
+    "INNER_SURROGATES",
+    "OBJECTIVES",
+    "MetaBatch",
+    "Surrogate",
+    "clipped_surrogate",
+    "dice_surrogate",
+    "gaussian_kl",
+    "gaussian_log_prob",
+    "inner_surrogate",
+    "lvc_surrogate",
+    "magic_box",
+    "masked_task_mean",
+    "outer_surrogate",
+    "reinforce_surrogate",
+]
+
+Surrogate = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
+"""``(log_probs, old_log_probs, advantages, mask) -> loss per task``; inputs ``[..., T, E]``."""
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def masked_task_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``values`` over the valid steps of each task: ``[..., T, E] -> [...]``."""
+    mask = mask.to(values.dtype)
+    # clamp: a task with no valid step gives 0, not NaN (it never happens in a rollout).
+    return (values * mask).sum(dim=(-2, -1)) / mask.sum(dim=(-2, -1)).clamp_min(1.0)
+
+
+def gaussian_log_prob(mean: Tensor, std: Tensor, actions: Tensor) -> Tensor:
+    """Log-density of a diagonal Gaussian, summed over the last (action) axis."""
+    z = (actions - mean) / std
+    return (-0.5 * z.square() - std.log() - _LOG_SQRT_2PI).sum(dim=-1)
+
+
+def gaussian_kl(mean_p: Tensor, std_p: Tensor, mean_q: Tensor, std_q: Tensor) -> Tensor:
+    """``KL(N(mean_p, std_p) || N(mean_q, std_q))`` of diagonal Gaussians, summed over the last axis."""
+    var_ratio = (std_p / std_q).square()
+    mahalanobis = ((mean_p - mean_q) / std_q).square()
+    return 0.5 * (var_ratio + mahalanobis - 1.0 - var_ratio.log()).sum(dim=-1)
+
+
+def _masked_log_ratio(log_probs: Tensor, old_log_probs: Tensor, mask: Tensor) -> Tensor:
+    # Padded steps hold arbitrary log-probabilities; exp of their difference could
+    # overflow to inf and inf * 0 is NaN, so they are zeroed before the exp.
+    return torch.where(mask > 0, log_probs - old_log_probs, torch.zeros_like(log_probs))
+
+
+def reinforce_surrogate(
+    log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, mask: Tensor
+) -> Tensor:
+    """REINFORCE (Williams 1992): ``-sum(log pi * A * mask) / sum(mask)`` per task.
+
+    ``old_log_probs`` is unused; it is accepted so every inner surrogate has one signature.
+    """
+    del old_log_probs
+    return -masked_task_mean(log_probs * advantages, mask)
+
+
+def lvc_surrogate(
+    log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, mask: Tensor
+) -> Tensor:
+    """ProMP's LVC inner objective ``-mean(pi / pi_old * A)`` (Rothfuss et al. 2019, eq. 13).
+
+    ``pi_old`` is the policy that sampled the episodes, as in ProMP's
+    ``likelihood_ratio_sym(action, dist_info_old, dist_info_new)``. At the
+    sampling parameters this is ``pi / stop_grad(pi)``: same first derivative as
+    REINFORCE, plus the ``grad log pi grad log pi^T`` term in the second. Away
+    from them (PPO epochs, a line search) the inner gradient is importance weighted.
+    """
+    ratio = _masked_log_ratio(log_probs, old_log_probs, mask).exp()
+    return -masked_task_mean(ratio * advantages, mask)
+
+
+def magic_box(x: Tensor) -> Tensor:
+    """DiCE's magic box ``exp(x - stop_grad(x))``: value 1, derivative ``magic_box(x) * dx``."""
+    return torch.exp(x - x.detach())
+
+
+def dice_surrogate(
+    log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, mask: Tensor
+) -> Tensor:
+    """DiCE (Foerster et al. 2018, eq. 5) with advantages in place of rewards.
+
+    ``-sum_t magic_box(sum_{s<=t} log pi_s) * (A_t - A_{t+1})`` over valid steps,
+    divided by their number. The increments telescope, ``sum_{t'>=t} (A_t' - A_{t'+1}) = A_t``,
+    so the first derivative is exactly :func:`reinforce_surrogate`'s while the
+    second keeps DiCE's cross-time terms. With ``gamma = 1``, no baseline and no
+    normalisation ``A_t - A_{t+1} = r_t``: Foerster et al.'s estimator itself.
+    ProMP's ``dice_maml.py`` feeds ``gamma^t r_t - b_t`` instead, which needs its
+    own baseline; this form reuses the advantages every other objective uses.
+    ``old_log_probs`` is unused.
+    """
+    del old_log_probs
+    mask = mask.to(log_probs.dtype)
+    advantages = advantages * mask
+    following = torch.cat([advantages[..., 1:, :], torch.zeros_like(advantages[..., :1, :])], -2)
+    cumulative = torch.cumsum(log_probs * mask, dim=-2)
+    return -masked_task_mean(magic_box(cumulative) * (advantages - following), mask)
+
+
+INNER_SURROGATES: dict[str, Surrogate] = {
+    "maml": reinforce_surrogate,
+    "dice": dice_surrogate,
+    "lvc": lvc_surrogate,
+}
+OBJECTIVES = tuple(INNER_SURROGATES)
+
+
+def inner_surrogate(objective: str | Surrogate) -> Surrogate:
+    """The inner surrogate called ``objective`` (``maml | dice | lvc``), or ``objective`` if callable."""
+    if callable(objective):
+        return objective
+    try:
+        return INNER_SURROGATES[objective]
+    except KeyError:
+        raise ValueError(
+            f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}"
+        ) from None
+
+
+def outer_surrogate(
+    log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, mask: Tensor
+) -> Tensor:
+    """TRPO's surrogate ``-mean(exp(log pi - log pi_old) * A)`` per task (ProMP ``trpo_maml.py``)."""
+    ratio = _masked_log_ratio(log_probs, old_log_probs, mask).exp()
+    return -masked_task_mean(ratio * advantages, mask)
+
+
+def clipped_surrogate(
+    log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, mask: Tensor, clip: float
+) -> Tensor:
+    """PPO's clipped surrogate per task (Schulman et al. 2017, eq. 7; ProMP ``pro_mp.py``).
+
+    ``-mean(min(r * A, clip(r, 1 - clip, 1 + clip) * A))`` with ``r = pi / pi_old``.
+    """
+    ratio = _masked_log_ratio(log_probs, old_log_probs, mask).exp()
+    clipped = ratio.clamp(1.0 - clip, 1.0 + clip)
+    return -masked_task_mean(torch.minimum(ratio * advantages, clipped * advantages), mask)
+
+
+@dataclass(frozen=True)
+class MetaBatch:
+    """Everything a meta-optimizer step needs, all stacked over tasks ``[K, ...]``.
+
+    Build one with :func:`metarl.adaptation.make_meta_batch`.
+
+    Attributes:
+        pre: episodes sampled with the meta-parameters theta.
+        post: episodes sampled with the adapted parameters phi_i of each task.
+        pre_advantages: ``[K, T, E]`` advantages of ``pre`` (the inner step's).
+        post_advantages: ``[K, T', E']`` advantages of ``post`` (the outer surrogate's).
+    """
+
+    pre: Episodes
+    post: Episodes
+    pre_advantages: Tensor
+    post_advantages: Tensor
+
+    def __post_init__(self) -> None:
+        for name, episodes, advantages in (
+            ("pre", self.pre, self.pre_advantages),
+            ("post", self.post, self.post_advantages),
+        ):
+            if episodes.rewards.dim() != 3:
+                raise ValueError(
+                    f"{name} episodes must be stacked over tasks ([K, T, E] rewards), "
+                    f"got rewards of shape {tuple(episodes.rewards.shape)}; use stack_episodes"
+                )
+            if advantages.shape != episodes.rewards.shape:
+                raise ValueError(
+                    f"{name}_advantages has shape {tuple(advantages.shape)}, "
+                    f"expected the rewards' {tuple(episodes.rewards.shape)}"
+                )
+        if self.pre.rewards.shape[0] != self.post.rewards.shape[0]:
+            raise ValueError(
+                f"pre has {self.pre.rewards.shape[0]} tasks but post has {self.post.rewards.shape[0]}"
+            )
+
+    @property
+    def num_tasks(self) -> int:
+        return self.pre.rewards.shape[0]
+
+    def to(self, dtype: torch.dtype) -> MetaBatch:
+        """A copy with every floating tensor cast to ``dtype``."""
+        return MetaBatch(**{f.name: getattr(self, f.name).to(dtype) for f in fields(self)})
+
+    def nonfinite_fields(self) -> list[str]:
+        """Names of the tensors that hold NaN or inf (empty when all are finite)."""
+        bad = []
+        for name, episodes in (("pre", self.pre), ("post", self.post)):
+            for f in ("observations", "actions", "rewards", "mask", "log_probs"):
+                if not torch.isfinite(getattr(episodes, f)).all():
+                    bad.append(f"{name}.{f}")
+        for name in ("pre_advantages", "post_advantages"):
+            if not torch.isfinite(getattr(self, name)).all():
+                bad.append(name)
+        return bad

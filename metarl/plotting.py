@@ -1,0 +1,187 @@
+"""Learning curves of meta-training runs: pre- and post-adaptation return per iteration.
+
+Runs are grouped into one curve when their ``config.yaml`` files agree on every
+key except ``seed`` and ``iterations`` (the same experiment, other seeds or a
+shorter run). A group is drawn as the mean over its runs with a min–max band;
+at each iteration only the runs that reached it count. A run without
+``config.yaml`` is a group of its own. Labels name the env and, where groups
+share an env, the keys in which their configs differ.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+__all__ = ["REQUIRED_COLUMNS", "group_runs", "plot_runs", "read_progress"]
+
+REQUIRED_COLUMNS = ("iteration", "return_pre", "return_post", "env_steps", "time_s")
+# Keys that vary between runs of one experiment and so do not split a group.
+_PER_RUN_KEYS = ("seed", "iterations")
+
+
+def read_progress(run_dir: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """The columns of ``run_dir/progress.csv`` as float arrays (empty cells are NaN).
+
+    Raises:
+        FileNotFoundError: the run dir or its ``progress.csv`` does not exist.
+        ValueError: a required column is missing, there are no rows, or a cell
+            is not a number; the message names the file.
+    """
+    path = Path(run_dir) / "progress.csv"
+    if not Path(run_dir).is_dir():
+        raise FileNotFoundError(f"run dir {run_dir} does not exist")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no progress.csv in run dir {run_dir}")
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise ValueError(
+                f"{path}: missing column(s) {missing}; found {header}, need {list(REQUIRED_COLUMNS)}"
+            )
+        rows = list(reader)
+    if not rows:
+        raise ValueError(f"{path}: has a header but no rows")
+    columns = {}
+    for name in header:
+        values = []
+        for line, row in enumerate(rows, start=2):
+            cell = (row.get(name) or "").strip()
+            try:
+                values.append(float(cell) if cell else math.nan)
+            except ValueError:
+                if name in REQUIRED_COLUMNS:
+                    raise ValueError(
+                        f"{path}:{line}: column {name!r} holds {cell!r}, not a number"
+                    ) from None
+                break  # a non-numeric extra column is not ours to plot
+        else:
+            columns[name] = np.asarray(values)
+    return columns
+
+
+def _config(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return None
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{path}: expected a mapping of config keys")
+    return dict(data)
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def group_runs(run_dirs: Sequence[str | os.PathLike[str]]) -> list[tuple[str, list[Path]]]:
+    """``(label, runs)`` per experiment, in the order groups first appear (module docstring)."""
+    run_dirs = [Path(r) for r in run_dirs]
+    keyed: dict[str, tuple[dict[str, Any] | None, list[Path]]] = {}
+    for run in run_dirs:
+        config = _config(run)
+        if config is None:
+            key = f"dir:{run.resolve()}"
+        else:
+            shared = {k: v for k, v in _flatten(config).items() if k not in _PER_RUN_KEYS}
+            key = yaml.safe_dump(shared, sort_keys=True)
+        keyed.setdefault(key, (None if config is None else _flatten(config), []))[1].append(run)
+
+    # Where several groups share an env, the keys that tell them apart go in the label.
+    configs = [c for c, _ in keyed.values() if c is not None]
+    labelled = []
+    for config, runs in keyed.values():
+        if config is None:
+            labelled.append((runs[0].name, runs))
+            continue
+        env = str(config.get("env", "?"))
+        siblings = [c for c in configs if c.get("env") == env]
+        differing = sorted(
+            k
+            for k in set().union(*siblings)
+            if k not in _PER_RUN_KEYS and len({repr(c.get(k)) for c in siblings}) > 1
+        )
+        label = env.split("/")[-1] + "".join(f" {k}={config.get(k)}" for k in differing)
+        labelled.append((label, runs))
+    return labelled
+
+
+def _aggregate(curves: Sequence[tuple[np.ndarray, np.ndarray]]):
+    """Mean, min and max over runs at every iteration any run reached (NaNs ignored)."""
+    iterations = np.unique(np.concatenate([it for it, _ in curves]))
+    table = np.full((len(curves), len(iterations)), np.nan)
+    for row, (it, values) in enumerate(curves):
+        table[row, np.searchsorted(iterations, it)] = values
+    present = ~np.isnan(table)
+    keep = present.any(axis=0)
+    table, iterations = table[:, keep], iterations[keep]
+    return iterations, np.nanmean(table, 0), np.nanmin(table, 0), np.nanmax(table, 0)
+
+
+def plot_runs(
+    run_dirs: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+) -> Path:
+    """Draw pre- (dashed) and post-adaptation (solid) return vs iteration for the runs.
+
+    Runs of one experiment (see the module docstring) share a colour: the mean
+    over seeds with a min–max band. The figure is written with matplotlib's Agg
+    backend (no pyplot), in the format of ``out``'s suffix (``.png``, ``.pdf``, ``.svg``).
+
+    Raises:
+        ValueError: no run dirs, or a run's ``progress.csv`` is malformed.
+        FileNotFoundError: a run dir or its ``progress.csv`` is missing.
+    """
+    if isinstance(run_dirs, str | os.PathLike) or not run_dirs:
+        raise ValueError("plot_runs needs a non-empty list of run dirs")
+    runs = [Path(r) for r in run_dirs]
+    progress = {run: read_progress(run) for run in runs}  # every error before any drawing
+
+    # A bare Figure renders through Agg without pyplot: no display, no global
+    # backend switch, nothing left open in the caller's pyplot state.
+    from matplotlib import rcParams
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.0, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    colours = rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (label, group) in enumerate(group_runs(runs)):
+        colour = colours[index % len(colours)]
+        seeds = f" ({len(group)} runs)" if len(group) > 1 else ""
+        for column, style, phase in (("return_pre", "--", "pre"), ("return_post", "-", "post")):
+            curves = [(progress[r]["iteration"], progress[r][column]) for r in group]
+            it, mean, low, high = _aggregate(curves)
+            ax.plot(it, mean, style, color=colour, label=f"{label}{seeds}, {phase}")
+            if len(group) > 1:
+                ax.fill_between(it, low, high, color=colour, alpha=0.2, linewidth=0)
+    ax.set_xlabel("meta-iteration")
+    ax.set_ylabel("average return")
+    ax.set_title(title or "pre- (dashed) and post-adaptation (solid) return")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    return out

@@ -1,0 +1,404 @@
+"""Videos of adaptation: the same task rolled out before and after each inner step, side by side.
+
+:func:`render_adaptation` lays panels out in a grid, one row per task and one
+column per parameter set (for example ``theta`` and the parameters after one
+inner step), and steps every panel in lockstep so each video frame shows the
+same time step everywhere. Frames are streamed to the writer, never all held.
+
+MuJoCo families render through Gymnasium's offscreen renderer, looking through
+the model's ``track`` camera when it has one (it follows the body's centre of
+mass, so a running cheetah stays in view). Navigation2D has no MuJoCo model and
+gets a small PIL drawing instead: the goal region, the goal, the agent and its
+trail.
+
+Headless machines: when ``MUJOCO_GL`` is unset and there is no ``DISPLAY``,
+EGL is tried first and ``MUJOCO_GL`` is set to the backend that works before
+the first MuJoCo renderer is created; if none works, :class:`RenderingError`
+lists what was tried and how to install a backend.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.envs.registration import load_env_creator
+from PIL import Image, ImageDraw, ImageFont
+
+import envs as _envs  # noqa: F401  (registers the metarl/* ids for gym.make)
+from envs.navigation import Navigation2DEnv
+from metarl.policies import GaussianMLPPolicy, Params, distribution
+
+__all__ = [
+    "GL_BACKENDS",
+    "VIDEO_SUFFIXES",
+    "RenderingError",
+    "ensure_gl_backend",
+    "render_adaptation",
+]
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+GL_BACKENDS = ("egl", "osmesa", "glfw")
+_INSTALL_HINT = (
+    "Install an OpenGL backend for MuJoCo: on Debian/Ubuntu `apt-get install libegl1` "
+    "(EGL: GPU or Mesa, headless) or `apt-get install libosmesa6` (OSMesa: software, slow), "
+    "then set MUJOCO_GL=egl or MUJOCO_GL=osmesa before starting Python; glfw needs a display "
+    "(DISPLAY set)."
+)
+
+
+class RenderingError(RuntimeError):
+    """No OpenGL backend could create a MuJoCo rendering context."""
+
+
+# --- OpenGL backend ----------------------------------------------------------------
+
+_gl_backend: str | None = None  # the backend that worked, probed once per process
+
+
+def _gl_context(name: str, width: int, height: int) -> Any:
+    if name == "egl":
+        from mujoco.egl import GLContext
+    elif name == "osmesa":
+        from mujoco.osmesa import GLContext
+    else:
+        from mujoco.glfw import GLContext
+    return GLContext(width, height)
+
+
+def ensure_gl_backend() -> str:
+    """Pick a working MuJoCo GL backend, set ``MUJOCO_GL`` to it and return its name.
+
+    ``MUJOCO_GL`` set by the user is the only candidate. Otherwise the order is
+    egl, osmesa, glfw without a ``DISPLAY`` and glfw, egl, osmesa with one.
+    Gymnasium reads ``MUJOCO_GL`` when it creates its renderer, so this must run
+    before the first ``render()``.
+
+    Raises:
+        RenderingError: naming every backend tried, why it failed, and how to install one.
+    """
+    global _gl_backend
+    if _gl_backend is not None and os.environ.get("MUJOCO_GL") == _gl_backend:
+        return _gl_backend
+    chosen = os.environ.get("MUJOCO_GL", "").strip().lower()
+    if chosen:
+        if chosen not in GL_BACKENDS:
+            raise RenderingError(
+                f"MUJOCO_GL={chosen!r} is not one of {list(GL_BACKENDS)}. {_INSTALL_HINT}"
+            )
+        candidates: tuple[str, ...] = (chosen,)
+    elif os.environ.get("DISPLAY"):
+        candidates = ("glfw", "egl", "osmesa")
+    else:
+        candidates = GL_BACKENDS
+    errors = []
+    for name in candidates:
+        # mujoco.egl / mujoco.osmesa set PYOPENGL_PLATFORM on import; undo a failed
+        # attempt's choice while PyOpenGL has not yet fixed it for the process.
+        platform = os.environ.get("PYOPENGL_PLATFORM")
+        try:
+            _gl_context(name, 8, 8).free()
+        except Exception as err:
+            errors.append(f"{name}: {type(err).__name__}: {err}")
+            if "OpenGL.platform" not in sys.modules:
+                if platform is None:
+                    os.environ.pop("PYOPENGL_PLATFORM", None)
+                else:
+                    os.environ["PYOPENGL_PLATFORM"] = platform
+            continue
+        os.environ["MUJOCO_GL"] = name
+        _gl_backend = name
+        return name
+    raise RenderingError(
+        f"no OpenGL backend works for MuJoCo rendering; tried {', '.join(candidates)}:\n  "
+        + "\n  ".join(errors)
+        + f"\n{_INSTALL_HINT}"
+    )
+
+
+# --- panels ------------------------------------------------------------------------
+
+
+def _describe(task: Mapping[str, Any]) -> str:
+    parts = []
+    for key, value in task.items():
+        if isinstance(value, Sequence) and not isinstance(value, str):
+            parts.append(f"{key}=({', '.join(f'{v:.2f}' for v in value)})")
+        else:
+            parts.append(f"{key}={value:.2f}" if isinstance(value, float) else f"{key}={value}")
+    return " ".join(parts)
+
+
+def _navigation_frame(
+    trail: Sequence[np.ndarray], goal: Sequence[float], size: tuple[int, int]
+) -> np.ndarray:
+    """Top view of Navigation2D: the goal square [-0.5, 0.5]^2, goal (green), trail and agent (red).
+
+    The view shows [-0.8, 0.8]^2 and zooms out when the agent wanders further,
+    so the agent never leaves the picture; the goal square gives the scale.
+    """
+    width, height = size
+    extent = max(0.8, 1.1 * float(np.max(np.abs(trail))))
+    scale = min(width, height) / (2 * extent)
+
+    def pixel(point: Sequence[float]) -> tuple[float, float]:
+        return width / 2 + point[0] * scale, height / 2 - point[1] * scale  # y up, as in a plot
+
+    image = Image.new("RGB", size, (250, 250, 250))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([pixel((-0.5, 0.5)), pixel((0.5, -0.5))], outline=(180, 180, 180))
+    gx, gy = pixel(goal)
+    radius = max(3.0, 0.03 * scale)
+    draw.ellipse([gx - radius, gy - radius, gx + radius, gy + radius], fill=(40, 170, 60))
+    points = [pixel(p) for p in trail]
+    if len(points) > 1:
+        draw.line(points, fill=(90, 120, 220), width=2)
+    ax, ay = points[-1]
+    draw.ellipse([ax - radius, ay - radius, ax + radius, ay + radius], fill=(210, 50, 40))
+    return np.asarray(image)
+
+
+class _Panel:
+    """One rollout: an env on one task, driven by one parameter set, and its current frame."""
+
+    def __init__(
+        self,
+        env_id: str,
+        task: Mapping[str, Any],
+        params: Params,
+        caption: str,
+        size: tuple[int, int],
+    ) -> None:
+        creator = load_env_creator(gym.spec(env_id).entry_point)
+        self.drawn = isinstance(creator, type) and issubclass(creator, Navigation2DEnv)
+        if self.drawn:
+            self.env = gym.make(env_id)
+        else:
+            ensure_gl_backend()
+            # Gymnasium falls back to its free camera when the model has no "track".
+            camera = {"camera_name": "track"} if _is_mujoco(creator) else {}
+            self.env = gym.make(
+                env_id, render_mode="rgb_array", width=size[0], height=size[1], **camera
+            )
+        self.env.unwrapped.task = task  # ValueError naming the key for a bad task
+        self.task, self.params, self.caption, self.size = dict(task), params, caption, size
+        self.obs: np.ndarray | None = None
+        self.trail: list[np.ndarray] = []
+        self.total, self.steps, self.done = 0.0, 0, False
+
+    def reset(self, seed: int) -> None:
+        self.obs, _ = self.env.reset(seed=seed)
+        self.trail = [np.asarray(self.obs, dtype=np.float64).copy()]
+
+    def step(self, policy: GaussianMLPPolicy, max_steps: int | None) -> None:
+        obs = torch.as_tensor(self.obs, dtype=torch.float32)
+        with torch.no_grad():
+            # The mean action: a video shows what the parameters encode, not the sampling noise.
+            action = distribution(policy, self.params, obs).mean.numpy()
+        space = self.env.action_space
+        if isinstance(space, gym.spaces.Box):
+            action = np.clip(action, space.low, space.high)
+        self.obs, reward, terminated, truncated, _ = self.env.step(action)
+        self.trail.append(np.asarray(self.obs, dtype=np.float64).copy())
+        self.total += float(reward)
+        self.steps += 1
+        self.done = terminated or truncated or (max_steps is not None and self.steps >= max_steps)
+
+    def frame(self) -> np.ndarray:
+        if self.drawn:
+            image = _navigation_frame(self.trail, self.task["goal"], self.size)
+        else:
+            try:
+                image = self.env.render()
+            except Exception as err:  # the GL context can still fail past the probe
+                raise RenderingError(f"rendering failed: {err}\n{_INSTALL_HINT}") from err
+            image = np.asarray(image, dtype=np.uint8)
+        state = "done" if self.done else f"t={self.steps}"
+        lines = [self.caption, _describe(self.task), f"{state}  return {self.total:.1f}"]
+        return _caption(image, lines)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _is_mujoco(creator: Any) -> bool:
+    """Whether the env is a Gymnasium ``MujocoEnv`` (whose constructor takes ``camera_name``)."""
+    from gymnasium.envs.mujoco import MujocoEnv
+
+    return isinstance(creator, type) and issubclass(creator, MujocoEnv)
+
+
+def _caption(image: np.ndarray, lines: Sequence[str]) -> np.ndarray:
+    """The image with ``lines`` in white on a dark box in its top-left corner."""
+    pil = Image.fromarray(image).convert("RGB")
+    draw = ImageDraw.Draw(pil, "RGBA")
+    font = ImageFont.load_default()
+    text = "\n".join(lines)
+    *_, right, bottom = draw.multiline_textbbox((4, 3), text, font=font, spacing=2)
+    draw.rectangle([0, 0, right + 4, bottom + 4], fill=(0, 0, 0, 140))
+    draw.multiline_text((4, 3), text, font=font, fill=(255, 255, 255), spacing=2)
+    return np.asarray(pil)
+
+
+def _tile(frames: Sequence[Sequence[np.ndarray]], even: bool) -> np.ndarray:
+    """Rows of panels as one image, padded to even sides when the codec needs it."""
+    grid = np.concatenate([np.concatenate(row, axis=1) for row in frames], axis=0)
+    if even:
+        pad_h, pad_w = grid.shape[0] % 2, grid.shape[1] % 2
+        grid = np.pad(grid, ((0, pad_h), (0, pad_w), (0, 0)))
+    return grid
+
+
+def _writer(out: Path, fps: int):
+    import imageio.v2 as imageio
+
+    if out.suffix.lower() == ".gif":
+        # loop=0: repeat forever; duration per frame in milliseconds
+        return imageio.get_writer(out, mode="I", duration=1000 / fps, loop=0)
+    # yuv420p (what players expect) needs even sides; _tile pads them, so
+    # macro_block_size=2 keeps imageio from resizing the frames.
+    return imageio.get_writer(
+        out, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p",
+        macro_block_size=2,
+    )  # fmt: skip
+
+
+def _per_task(
+    policy: GaussianMLPPolicy, params: Params, num_tasks: int, column: int
+) -> list[Params]:
+    """One parameter dict per task from shared or task-stacked ``params``.
+
+    A tensor shaped like the policy's own is shared by every task; one with a
+    leading axis of ``num_tasks`` in front of that shape gives row ``k`` its
+    ``k``-th slice. Names are checked one by one, so shared and stacked tensors
+    may mix in one dict.
+    """
+    rows: list[Params] = [{} for _ in range(num_tasks)]
+    for name, value in params.items():
+        try:
+            own = tuple(policy.get_parameter(name).shape)
+        except AttributeError as err:
+            raise ValueError(
+                f"params_list[{column}] has {name!r}, which is not a parameter of the policy"
+            ) from err
+        shape = tuple(value.shape)
+        if shape == own:
+            for row in rows:
+                row[name] = value
+        elif shape == (num_tasks, *own):
+            for k, row in enumerate(rows):
+                row[name] = value[k]
+        else:
+            raise ValueError(
+                f"params_list[{column}][{name!r}] has shape {shape}; expected {own} (shared by "
+                f"all tasks) or {(num_tasks, *own)} (stacked over the {num_tasks} tasks)"
+            )
+    return rows
+
+
+def _default_captions(count: int) -> list[str]:
+    return ["before adaptation"] + [f"after {k} step{'s' * (k > 1)}" for k in range(1, count)]
+
+
+def render_adaptation(
+    env_id: str,
+    policy: GaussianMLPPolicy,
+    params_list: Sequence[Params],
+    tasks: Sequence[Mapping[str, Any]],
+    captions: Sequence[str] | None = None,
+    *,
+    out: str | os.PathLike[str],
+    seed: int = 0,
+    fps: int = 20,
+    size: tuple[int, int] = (320, 240),
+    max_steps: int | None = None,
+) -> Path:
+    """Render each task (rows) under each parameter set (columns) into one video.
+
+    Every panel resets with the same ``seed``, so all panels of a row start from
+    the same state and differ only by their parameters. Actions are the
+    policy's *mean* (clipped to the action space), not samples. An episode ends
+    at termination, at the env's registered horizon, or after ``max_steps``;
+    a panel that ended keeps its last frame (marked ``done``) while the others
+    run on. The video has ``1 + the longest episode's steps`` frames: the
+    initial state, then the state after each step. Each panel is captioned with
+    its caption, the task, the step and the undiscounted return so far.
+
+    Args:
+        env_id: a registered id (metarl's, or any env that renders ``rgb_array``).
+        policy: the policy module the parameter sets belong to.
+        params_list: one parameter dict per column (e.g. ``[theta, phi_1]``). Each
+            tensor is either shaped like the policy's own (shared by all tasks) or
+            stacked with a leading task axis of ``len(tasks)``, as
+            :func:`~metarl.policies.stack_params` and
+            :func:`~metarl.adaptation.adapt` on stacked episodes give; row ``k``
+            then uses ``{name: p[k]}``.
+        tasks: one task dict per row.
+        captions: one label per column; default ``before adaptation``,
+            ``after 1 step``, ... (``params_list[k]`` taken as after ``k`` steps).
+        out: ``.mp4`` (H.264 through imageio's ffmpeg plugin) or ``.gif``.
+        seed: reset seed of every panel.
+        fps: frames per second of the video.
+        size: ``(width, height)`` of one panel in pixels.
+        max_steps: cap on the steps per episode.
+
+    Returns:
+        ``out`` as a Path.
+
+    Raises:
+        ValueError: an unknown suffix, mismatched lengths, empty inputs, a bad task,
+            or a parameter neither shared nor stacked over ``len(tasks)`` tasks.
+        RenderingError: no OpenGL backend works (MuJoCo envs only).
+    """
+    out = Path(out)
+    if out.suffix.lower() not in VIDEO_SUFFIXES:
+        raise ValueError(
+            f"cannot write {out}: unknown video suffix {out.suffix!r}; use one of {list(VIDEO_SUFFIXES)}"
+        )
+    if not params_list or not tasks:
+        raise ValueError("render_adaptation needs at least one parameter set and one task")
+    captions = list(captions) if captions is not None else _default_captions(len(params_list))
+    if len(captions) != len(params_list):
+        raise ValueError(f"got {len(captions)} captions for {len(params_list)} parameter sets")
+    if max_steps is not None and max_steps <= 0:
+        raise ValueError(f"max_steps must be positive, got {max_steps}")
+    if fps <= 0 or min(size) <= 0:
+        raise ValueError(f"fps and size must be positive, got fps={fps}, size={size}")
+    size = (int(size[0]), int(size[1]))
+
+    # columns[c][k]: the parameters of task k in column c
+    columns = [_per_task(policy, p, len(tasks), c) for c, p in enumerate(params_list)]
+
+    panels: list[list[_Panel]] = []
+    try:
+        for k, task in enumerate(tasks):
+            panels.append([])
+            for column, caption in zip(columns, captions, strict=True):
+                panels[-1].append(_Panel(env_id, task, column[k], caption, size))
+        flat = [panel for row in panels for panel in row]
+        for panel in flat:
+            panel.reset(seed)
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        even = out.suffix.lower() == ".mp4"
+        current = [[panel.frame() for panel in row] for row in panels]
+        with _writer(out, fps) as writer:
+            writer.append_data(_tile(current, even))
+            while not all(panel.done for panel in flat):
+                for r, row in enumerate(panels):
+                    for c, panel in enumerate(row):
+                        if not panel.done:
+                            panel.step(policy, max_steps)
+                            current[r][c] = panel.frame()
+                writer.append_data(_tile(current, even))
+    finally:
+        for row in panels:
+            for panel in row:
+                panel.close()
+    return out

@@ -1,0 +1,402 @@
+"""The meta-training loop of MAML for RL (Finn et al. 2017, algorithm 3), top to bottom.
+
+One iteration: sample tasks, collect pre-adaptation episodes with theta, adapt
+theta to each task with one policy-gradient step, collect post-adaptation
+episodes with the adapted parameters, take a meta-step (TRPO or PPO), log,
+checkpoint. Everything random in an iteration is seeded from ``(seed,
+iteration)``, so a resumed run repeats the numbers of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import random
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import envs
+from metarl.adaptation import AdaptationSettings, adapt, make_meta_batch
+from metarl.baselines import LinearFeatureBaseline
+from metarl.config import Config, ConfigError, load_config, save_config
+from metarl.episodes import Episodes
+from metarl.meta_optimizers import make_meta_optimizer
+from metarl.policies import GaussianMLPPolicy
+from metarl.sampler import Sampler
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CheckpointError",
+    "Trainer",
+    "TrainingDiverged",
+    "load_checkpoint",
+    "load_policy",
+    "make_policy",
+]
+
+CHECKPOINT_FORMAT = "metarl-checkpoint-v1"
+PROGRESS_COLUMNS = ("iteration", "return_pre", "return_post", "env_steps", "time_s")
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or a parameter became NaN or infinite; the last good checkpoint is kept."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint or run directory is missing, corrupt or of another format."""
+
+
+def make_policy(config: Config, obs_dim: int, act_dim: int) -> GaussianMLPPolicy:
+    return GaussianMLPPolicy(
+        obs_dim,
+        act_dim,
+        hidden_sizes=tuple(config.policy.hidden_sizes),
+        activation=config.policy.activation,
+        init_std=config.policy.init_std,
+    )
+
+
+def iteration_seeds(seed: int, iteration: int) -> tuple[np.random.Generator, int, int]:
+    """The task generator and the pre-/post-adaptation sampling seeds of one iteration."""
+    sequence = np.random.SeedSequence([seed, iteration])
+    tasks_seed, pre_seed, post_seed = sequence.generate_state(3)
+    return np.random.default_rng(tasks_seed), int(pre_seed), int(post_seed)
+
+
+def mean_return(episodes: Episodes) -> float:
+    """Mean undiscounted episode return over every task and episode."""
+    return float(episodes.episode_returns.mean())
+
+
+class Trainer:
+    """Meta-trains a policy as ``config`` says and writes the run directory.
+
+    Args:
+        config: the resolved config.
+        run_dir: where ``config.yaml``, ``progress.csv``, ``checkpoints/latest.pt`` and
+            the TensorBoard events go.
+        resume: continue the run in ``run_dir`` from its ``latest.pt``.
+        progress: show a progress bar.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        run_dir: str | os.PathLike[str],
+        resume: bool = False,
+        progress: bool = True,
+    ) -> None:
+        self.config, self.run_dir, self.progress = config, Path(run_dir), progress
+        self.checkpoint_path = self.run_dir / "checkpoints" / "latest.pt"
+        self.progress_path = self.run_dir / "progress.csv"
+        envs.register_envs()
+        probe = _make_probe_env(config.env)
+        self.task_distribution = probe.unwrapped
+        obs_dim = int(np.prod(probe.observation_space.shape))
+        act_dim = int(np.prod(probe.action_space.shape))
+        torch.manual_seed(config.seed)
+        self.policy = make_policy(config, obs_dim, act_dim)
+        self.baseline = LinearFeatureBaseline(config.baseline_reg)
+        self.meta_optimizer = make_meta_optimizer(config.meta_optimizer)
+        self.adaptation = AdaptationSettings(
+            lr=config.adaptation.lr,
+            steps=config.adaptation.steps,
+            first_order=config.adaptation.first_order,
+            objective=config.objective,
+        )
+        self.start_iteration, self.env_steps, self.elapsed_s = 0, 0, 0.0
+        if resume:
+            self._restore()
+        else:
+            self._create_run_dir()
+
+    # --- the loop ------------------------------------------------------------------------------
+    def train(self, on_iteration: Callable[[dict[str, float]], None] | None = None) -> Path:
+        """Run the remaining iterations; returns the run directory."""
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        c = self.config
+        writer = SummaryWriter(str(self.run_dir), purge_step=self.start_iteration)
+        bar = tqdm(
+            total=c.iterations,
+            initial=self.start_iteration,
+            desc=f"meta-training {c.env}",
+            unit="it",
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
+        try:
+            with self._make_sampler() as sampler:
+                for iteration in range(self.start_iteration, c.iterations):
+                    row = self.iteration(sampler, iteration)
+                    self._log(row, writer)
+                    if (iteration + 1) % c.checkpoint_every == 0 or iteration + 1 == c.iterations:
+                        self.save_checkpoint(iteration + 1)
+                    bar.set_postfix(
+                        pre=f"{row['return_pre']:.1f}", post=f"{row['return_post']:.1f}"
+                    )
+                    bar.update(1)
+                    if on_iteration is not None:
+                        on_iteration(row)
+        finally:
+            bar.close()
+            writer.close()
+        return self.run_dir
+
+    def iteration(self, sampler: Sampler, iteration: int) -> dict[str, float]:
+        """One meta-iteration; returns its ``progress.csv`` row (timings included)."""
+        c, start = self.config, time.perf_counter()
+        task_rng, pre_seed, post_seed = iteration_seeds(c.seed, iteration)
+
+        # 1. Tasks of this meta-batch.
+        tasks = self.task_distribution.sample_tasks(c.tasks_per_batch, task_rng)
+
+        # 2. Pre-adaptation episodes with theta.
+        t0 = time.perf_counter()
+        pre = sampler.sample(self.policy, None, tasks, seed=pre_seed)
+        sampling_s = time.perf_counter() - t0
+
+        # 3. Adapt theta to every task (values only: the meta-step rebuilds the graph).
+        t0 = time.perf_counter()
+        adapted = adapt(
+            self.policy,
+            dict(self.policy.named_parameters()),
+            pre,
+            self.baseline,
+            self.adaptation.lr,
+            steps=self.adaptation.steps,
+            first_order=True,
+            gamma=c.gamma,
+            gae_lambda=c.gae_lambda,
+            objective=self.adaptation.objective,
+        )
+        adapted = {name: p.detach() for name, p in adapted.items()}
+        adaptation_s = time.perf_counter() - t0
+
+        # 4. Post-adaptation episodes with the adapted parameters.
+        t0 = time.perf_counter()
+        post = sampler.sample(self.policy, adapted, tasks, seed=post_seed)
+        sampling_s += time.perf_counter() - t0
+
+        # 5. Meta-step.
+        t0 = time.perf_counter()
+        batch = make_meta_batch(
+            pre, post, self.baseline, c.gamma, c.gae_lambda, c.normalize_advantages
+        )
+        try:
+            metrics = self.meta_optimizer.step(self.policy, batch, self.adaptation)
+        except FloatingPointError as err:
+            raise TrainingDiverged(self._diverged_message(iteration, str(err))) from err
+        bad = [n for n, p in self.policy.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise TrainingDiverged(
+                self._diverged_message(iteration, f"non-finite parameters {bad}")
+            )
+        meta_optimization_s = time.perf_counter() - t0
+
+        self.env_steps += pre.num_steps + post.num_steps
+        self.elapsed_s += time.perf_counter() - start
+        return {
+            "iteration": iteration,
+            "return_pre": mean_return(pre),
+            "return_post": mean_return(post),
+            "env_steps": self.env_steps,
+            "time_s": round(self.elapsed_s, 3),
+            **{k: float(v) for k, v in metrics.items() if not k.startswith("time_")},
+            "sampling_s": sampling_s,
+            "adaptation_s": adaptation_s,
+            "meta_optimization_s": meta_optimization_s,
+        }
+
+    # --- logging and checkpoints --------------------------------------------------------------
+    def _log(self, row: dict[str, float], writer: Any) -> None:
+        new = not self.progress_path.exists() or self.progress_path.stat().st_size == 0
+        with self.progress_path.open("a", newline="", encoding="utf-8") as f:
+            out = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                out.writeheader()
+            out.writerow(row)
+        for key, value in row.items():
+            if key != "iteration":
+                writer.add_scalar(key, value, row["iteration"])
+        writer.flush()
+
+    def save_checkpoint(self, iterations_done: int) -> Path:
+        """Write ``checkpoints/latest.pt`` atomically (a temp file, then a rename)."""
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "iteration": iterations_done,
+            "env_steps": self.env_steps,
+            "elapsed_s": self.elapsed_s,
+            "config": self.config.to_dict(),
+            "policy": self.policy.state_dict(),
+            "policy_spec": {"obs_dim": self.policy.obs_dim, "act_dim": self.policy.act_dim},
+            "meta_optimizer": self.meta_optimizer.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+        }
+        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint_path.with_suffix(".pt.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint_path)
+        return self.checkpoint_path
+
+    def _create_run_dir(self) -> None:
+        if self.run_dir.exists() and any(self.run_dir.iterdir()):
+            raise FileExistsError(
+                f"run directory {self.run_dir} already exists and is not empty: pass --resume to "
+                "continue it, or choose another --run-dir"
+            )
+        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        save_config(self.config, self.run_dir / "config.yaml")
+
+    def _restore(self) -> None:
+        state = load_checkpoint(self.run_dir)
+        saved = Config.from_dict(state["config"])
+        differing = [
+            f.name
+            for f in dataclasses.fields(Config)
+            if f.name != "iterations" and getattr(saved, f.name) != getattr(self.config, f.name)
+        ]
+        if differing:
+            raise ConfigError(
+                f"differs from the run being resumed ({', '.join(differing)}); only iterations may change",
+                key=differing[0],
+            )
+        self.policy.load_state_dict(state["policy"])
+        self.meta_optimizer.load_state_dict(state["meta_optimizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        self.start_iteration = int(state["iteration"])
+        self.env_steps = int(state["env_steps"])
+        self.elapsed_s = float(state["elapsed_s"])
+        self._truncate_progress(self.start_iteration)
+        if self.config.iterations != saved.iterations:
+            save_config(self.config, self.run_dir / "config.yaml")
+
+    def _truncate_progress(self, iterations_done: int) -> None:
+        """Drop rows logged after the checkpoint (a run stopped between the two writes)."""
+        if not self.progress_path.exists():
+            return
+        with self.progress_path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            return
+        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < iterations_done]
+        with self.progress_path.open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows(kept)
+
+    def _diverged_message(self, iteration: int, what: str) -> str:
+        last = (
+            f"the last good checkpoint is {self.checkpoint_path}"
+            if self.checkpoint_path.exists()
+            else "no checkpoint was written yet"
+        )
+        return (
+            f"training diverged at iteration {iteration}: {what}. {last}. Lower "
+            "adaptation.lr or meta_optimizer.max_kl (or the PPO lr) and resume or restart."
+        )
+
+    def _make_sampler(self) -> Sampler:
+        c = self.config
+        return Sampler(
+            c.env,
+            c.tasks_per_batch,
+            c.episodes_per_task,
+            c.horizon,
+            kind=c.sampler.kind,
+            num_threads=c.sampler.num_threads,
+        )
+
+
+def _make_probe_env(env_id: str):
+    import gymnasium as gym
+
+    try:
+        return gym.make(env_id)
+    except gym.error.Error as err:
+        raise ConfigError(f"is not a registered environment ({err})", key="env") from None
+
+
+def load_checkpoint(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The state in ``RUN_DIR/checkpoints/latest.pt``, or a :class:`CheckpointError` saying what to do."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(
+            f"run directory {run_dir} does not exist; pass the --run-dir of a training run"
+        )
+    path = run_dir / "checkpoints" / "latest.pt"
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path} is missing: the run in {run_dir} has not finished an iteration yet, or this is "
+            "not a run directory; start it with `metarl train CONFIG --run-dir DIR`"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise CheckpointError(
+            f"{path} is corrupt or unreadable ({type(err).__name__}: {err}); restore it from a "
+            "backup or retrain"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} is not a metarl checkpoint (expected format {CHECKPOINT_FORMAT})"
+        )
+    return state
+
+
+def load_policy(
+    run_dir: str | os.PathLike[str],
+) -> tuple[Config, GaussianMLPPolicy, dict[str, Any]]:
+    """The config, the meta-trained policy and the raw checkpoint state of a run."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(
+            f"run directory {run_dir} does not exist; pass the directory of a training run"
+        )
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise CheckpointError(f"{config_path} is missing: {run_dir} is not a metarl run directory")
+    state = load_checkpoint(run_dir)
+    config = load_config(config_path)
+    spec = state["policy_spec"]
+    policy = make_policy(config, spec["obs_dim"], spec["act_dim"])
+    policy.load_state_dict(state["policy"])
+    return config, policy, state
+
+
+def benchmark_iteration(config: Config, iterations: int = 3, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of sampling, adaptation and meta-optimisation over ``iterations``.
+
+    Runs in a temporary run directory that is removed afterwards.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="metarl-bench-") as tmp:
+        trainer = Trainer(config, Path(tmp) / "run", progress=False)
+        rows = []
+        with trainer._make_sampler() as sampler:
+            for i in range(warmup + iterations):
+                row = trainer.iteration(sampler, i)
+                if i >= warmup:
+                    rows.append(row)
+    result = {
+        key: statistics.median(r[key] for r in rows)
+        for key in ("sampling_s", "adaptation_s", "meta_optimization_s")
+    }
+    result["learning_over_sampling"] = (
+        result["adaptation_s"] + result["meta_optimization_s"]
+    ) / result["sampling_s"]
+    return result

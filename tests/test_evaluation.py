@@ -1,0 +1,188 @@
+"""Evaluation of one-step adaptation, and the evaluate / render / plot / baseline commands."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import torch
+
+from metarl.cli import main
+from metarl.config import load_config
+from metarl.evaluation import adaptation_curve, confidence_interval, evaluate, held_out_tasks
+from metarl.sampler import Sampler
+from metarl.trainer import Trainer, iteration_seeds, load_policy
+
+CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    base = load_config(CONFIGS / "navigation2d.yaml")
+    config = dataclasses.replace(
+        base,
+        iterations=2,
+        tasks_per_batch=4,
+        episodes_per_task=5,
+        horizon=20,
+        policy=dataclasses.replace(base.policy, hidden_sizes=[16, 16]),
+    )
+    path = tmp_path_factory.mktemp("eval") / "run"
+    Trainer(config, path, progress=False).train()
+    return path
+
+
+def test_confidence_interval_by_hand():
+    ci = confidence_interval([1.0, 2.0, 3.0])
+    half = 4.302652730 * 1.0 / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
+    assert ci["mean"] == pytest.approx(2.0)
+    assert ci["ci95"] == pytest.approx([2.0 - half, 2.0 + half])
+    big = confidence_interval([float(i % 7) for i in range(40)])
+    assert big["ci95"][1] - big["mean"] == pytest.approx(
+        2.0227 * torch.tensor([float(i % 7) for i in range(40)]).std().item() / math.sqrt(40),
+        rel=1e-3,
+    )
+
+
+def test_held_out_tasks_are_not_training_tasks():
+    distribution = gym.make("metarl/Navigation2D-v0").unwrapped
+    held_out = held_out_tasks(distribution, 20, seed=0)
+    for iteration in range(5):
+        training = distribution.sample_tasks(20, iteration_seeds(0, iteration)[0])
+        assert held_out != training
+    assert held_out == held_out_tasks(distribution, 20, seed=0)
+
+
+def test_evaluate_schema(run_dir, tmp_path):
+    out = tmp_path / "results.json"
+    results = evaluate(run_dir, num_tasks=3, steps=2, episodes=4, seed=5, out=out)
+    on_disk = json.loads(out.read_text())
+    assert on_disk == json.loads(json.dumps(results))
+    assert on_disk["env"] == "metarl/Navigation2D-v0"
+    assert len(on_disk["tasks"]) == 3
+    for curve in (on_disk["metarl"], on_disk["baselines"]["random"]):
+        assert sorted(curve) == ["0", "1", "2"]
+        for step in curve.values():
+            assert len(step["per_task"]) == 3
+            lo, hi = step["ci95"]
+            assert lo <= step["mean"] <= hi
+            assert step["mean"] == pytest.approx(sum(step["per_task"]) / 3)
+    assert "pretrained" not in on_disk["baselines"] and "oracle" not in on_disk["baselines"]
+    assert out.with_suffix(".md").read_text().startswith("| method |")
+    assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def test_step_one_returns_come_from_adapted_parameters(run_dir):
+    config, policy, _ = load_policy(run_dir)
+    tasks = held_out_tasks(gym.make(config.env).unwrapped, 3, seed=2)
+    with Sampler(config.env, 3, 4, config.horizon) as sampler:
+        curve, history = adaptation_curve(policy, sampler, tasks, 1, 0.1, config, seed=2)
+        assert history[1]["log_std"].shape[0] == 3, "step-1 parameters are per task"
+        assert not torch.equal(history[1]["mean.0.weight"][0], history[0]["mean.0.weight"])
+        again = sampler.sample(policy, history[1], tasks, seed=2 + 1000)
+        unadapted = sampler.sample(policy, None, tasks, seed=2 + 1000)
+    assert curve[1] == pytest.approx([float(r) for r in again.episode_returns.mean(-1)])
+    assert curve[1] != pytest.approx([float(r) for r in unadapted.episode_returns.mean(-1)])
+
+
+def test_baselines_enter_the_evaluation(run_dir, tmp_path):
+    baselines = tmp_path / "baselines"
+    config = str(CONFIGS / "navigation2d.yaml")
+    small = ["--set", "policy.hidden_sizes=[16,16]", "--timesteps", "256", "--no-progress"]
+    assert (
+        main(["baseline", "pretrain", config, "--out", str(baselines / "pretrained.zip"), *small])
+        == 0
+    )
+    assert main(["baseline", "oracle", config, "--out", str(baselines / "oracle.zip"), *small]) == 0
+    # Refuses to overwrite without --force.
+    assert main(["baseline", "oracle", config, "--out", str(baselines / "oracle.zip"), *small]) != 0
+    out = tmp_path / "results.json"
+    code = main(
+        [
+            "evaluate",
+            str(run_dir),
+            "--tasks",
+            "2",
+            "--steps",
+            "1",
+            "--episodes",
+            "3",
+            "--baselines",
+            str(baselines),
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    results = json.loads(out.read_text())
+    assert set(results["baselines"]) == {"random", "pretrained", "oracle"}
+    assert sorted(results["baselines"]["pretrained"]) == ["0", "1"]
+    assert all(math.isfinite(v["mean"]) for v in results["baselines"]["oracle"].values())
+
+
+def test_render_and_plot_commands(run_dir, tmp_path):
+    gif = tmp_path / "nav.gif"
+    assert (
+        main(
+            [
+                "render",
+                str(run_dir),
+                "--task",
+                '{"goal": [0.2, -0.3]}',
+                "--out",
+                str(gif),
+                "--width",
+                "64",
+                "--height",
+                "64",
+            ]
+        )
+        == 0
+    )
+    import imageio.v3 as iio
+
+    frames = iio.imread(gif)
+    assert frames.shape[0] == 1 + 20  # the initial frame, then one per step of the horizon
+    assert frames.std() > 0
+    png = tmp_path / "curves.png"
+    assert main(["plot", str(run_dir), "--out", str(png)]) == 0
+    assert png.stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--task", "{goal: 1"], "not valid JSON"),
+        (["--task", '{"goal": [2.0, 0.0]}'], "goal"),
+        (["--task", '{"velocity": 1.0}'], "velocity"),
+        (["--out", "video.avi"], ".mp4 or .gif"),
+    ],
+)
+def test_render_bad_input(run_dir, tmp_path, capsys, args, message):
+    out = tmp_path / "video.gif"
+    full = ["render", str(run_dir), "--out", str(out), *args]
+    if "--out" in args:
+        full = ["render", str(run_dir), *args]
+    assert main(full) != 0
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_missing_or_corrupt_checkpoint_and_missing_config(run_dir, tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nowhere")]) != 0
+    assert "does not exist" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    (broken / "checkpoints").mkdir(parents=True)
+    (broken / "config.yaml").write_text((run_dir / "config.yaml").read_text())
+    (broken / "checkpoints" / "latest.pt").write_bytes(b"\x00garbage")
+    assert main(["evaluate", str(broken), "--out", str(tmp_path / "r.json")]) != 0
+    assert "corrupt" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
+    no_config = tmp_path / "no_config"
+    no_config.mkdir()
+    assert main(["render", str(no_config), "--out", str(tmp_path / "v.gif")]) != 0
+    assert "config.yaml" in capsys.readouterr().err

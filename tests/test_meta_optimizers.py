@@ -1,0 +1,356 @@
+"""CG, Hessian-vector products, the line search, the three Fisher products, TRPO and PPO."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import metarl.meta_optimizers.ppo as ppo_module
+from metarl.adaptation import AdaptationSettings, adapt_steps, normalize_advantages, policy_stats
+from metarl.config import PPOConfig, TRPOConfig
+from metarl.episodes import Episodes
+from metarl.meta_optimizers import (
+    PPO,
+    TRPO,
+    backtracking_line_search,
+    conjugate_gradient,
+    hessian_vector_product,
+    make_meta_optimizer,
+)
+from metarl.meta_optimizers.optim import flat
+from metarl.meta_optimizers.trpo import adapted_fisher_fvp, exact_fvp, gauss_newton_fvp, mean_kl
+from metarl.objectives import OBJECTIVES, MetaBatch
+from metarl.policies import GaussianMLPPolicy, params_of
+
+F64 = torch.float64
+
+
+def tiny_policy(seed: int = 0) -> GaussianMLPPolicy:
+    torch.manual_seed(seed)
+    return GaussianMLPPolicy(3, 2, [4], "tanh", init_std=0.8).to(F64)
+
+
+def synthetic_batch(policy: GaussianMLPPolicy, lr: float = 0.3, seed: int = 0) -> MetaBatch:
+    """Pre episodes from theta, post episodes from the adapted phi, random advantages."""
+    g = torch.Generator().manual_seed(seed)
+    tasks, steps, episodes = 3, 5, 4
+
+    def sample(params) -> Episodes:
+        obs = torch.randn(tasks, steps, episodes, 3, generator=g, dtype=F64)
+        ends = torch.randint(1, steps + 1, (tasks, 1, episodes), generator=g)
+        ends[..., 0] = steps
+        ends[..., 1] = 2
+        mask = (torch.arange(steps).view(1, steps, 1) < ends).to(F64)
+        with torch.no_grad():
+            mean, std = policy_stats(policy, params, obs)
+            actions = mean + std * torch.randn(mean.shape, generator=g, dtype=F64)
+            dist = torch.distributions.Normal(mean, std)
+            log_probs = dist.log_prob(actions).sum(-1)
+        rewards = torch.randn(tasks, steps, episodes, generator=g, dtype=F64)
+        pad = mask.unsqueeze(-1)
+        return Episodes(obs * pad, actions * pad, rewards * mask, mask, log_probs * mask)
+
+    theta = {n: p.detach() for n, p in params_of(policy).items()}
+    pre = sample(theta)
+    pre_adv = normalize_advantages(torch.randn(pre.rewards.shape, generator=g, dtype=F64), pre.mask)
+    with torch.no_grad():
+        phi = adapt_steps(policy, theta, pre, pre_adv, lr)[-1]
+    post = sample(phi)
+    post_adv = normalize_advantages(
+        torch.randn(post.rewards.shape, generator=g, dtype=F64), post.mask
+    )
+    return MetaBatch(pre, post, pre_adv, post_adv)
+
+
+# --- conjugate gradient, Hessian-vector product, line search --------------------------------
+
+
+def test_conjugate_gradient_solves_a_random_spd_system():
+    g = torch.Generator().manual_seed(0)
+    m = torch.randn(8, 8, generator=g, dtype=F64)
+    a = m @ m.T + 0.5 * torch.eye(8, dtype=F64)
+    b = torch.randn(8, generator=g, dtype=F64)
+    x = conjugate_gradient(lambda v: a @ v, b, iters=8, residual_tol=1e-30)
+    torch.testing.assert_close(x, torch.linalg.solve(a, b), rtol=1e-8, atol=1e-10)
+    # Too few iterations leave a visible error (the check can fail).
+    x2 = conjugate_gradient(lambda v: a @ v, b, iters=2)
+    assert (a @ x2 - b).norm() > 1e-3
+
+
+def test_conjugate_gradient_stops_on_small_residual():
+    calls = []
+
+    def identity(v):
+        calls.append(1)
+        return v
+
+    b = torch.ones(5, dtype=F64)
+    torch.testing.assert_close(conjugate_gradient(identity, b, iters=10), b)
+    assert len(calls) == 1
+
+
+def test_hessian_vector_product_matches_autograd_hessian():
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(3, 2, generator=g, dtype=F64, requires_grad=True)
+    c = torch.randn(4, generator=g, dtype=F64, requires_grad=True)
+
+    def f(w, c):
+        return (torch.tanh(w).sum(1) ** 2).sum() * c.exp().sum() + (w[0, 0] * c[1]) ** 3
+
+    product = hessian_vector_product(f(w, c), [w, c], damping=0.1)
+    full = torch.autograd.functional.hessian(f, (w, c))
+    n = w.numel() + c.numel()
+    blocks = [
+        [full[i][j].reshape(t.numel(), s.numel()) for j, s in enumerate((w, c))]
+        for i, t in enumerate((w, c))
+    ]
+    hessian = torch.cat([torch.cat(row, 1) for row in blocks], 0)
+    for seed in range(2):
+        v = torch.randn(n, generator=torch.Generator().manual_seed(seed), dtype=F64)
+        torch.testing.assert_close(product(v), hessian @ v + 0.1 * v)
+
+
+def _quadratic_problem(kl_scale: float):
+    """A parameter p, loss (p - 1)^2 and KL = kl_scale * p^2, starting at p = 0."""
+    p = torch.zeros(1, dtype=F64)
+
+    def evaluate():
+        return float((p - 1.0).square().sum()), float(kl_scale * p.square().sum())
+
+    return p, evaluate
+
+
+def test_line_search_accepts_the_full_step_when_it_improves_within_the_trust_region():
+    p, evaluate = _quadratic_problem(kl_scale=0.01)
+    result = backtracking_line_search([p], torch.ones(1, dtype=F64), evaluate, 1.0, max_kl=0.1)
+    assert result.fraction == 1.0 and result.steps == 1
+    assert p.item() == 1.0 and result.loss == 0.0
+
+
+def test_line_search_backtracks_until_the_kl_fits():
+    # KL = p^2 must be <= 0.25, so p = 1 * 0.5^k first fits at k = 1 (p = 0.5).
+    p, evaluate = _quadratic_problem(kl_scale=1.0)
+    result = backtracking_line_search(
+        [p], torch.ones(1, dtype=F64), evaluate, 1.0, max_kl=0.25, backtrack_ratio=0.5
+    )
+    assert result.fraction == 0.5 and result.steps == 2
+    assert p.item() == 0.5 and result.kl <= 0.25
+
+
+def test_line_search_rejects_a_worse_surrogate_and_restores_params():
+    # Stepping away from the minimum at 1 never improves the loss.
+    p, evaluate = _quadratic_problem(kl_scale=0.0)
+    p += 0.0
+    result = backtracking_line_search(
+        [p], -torch.ones(1, dtype=F64), evaluate, 1.0, max_kl=1.0, max_steps=5
+    )
+    assert result.fraction is None and result.steps == 5
+    assert p.item() == 0.0
+
+
+def test_line_search_rejects_when_the_kl_never_fits_and_restores_params():
+    p, evaluate = _quadratic_problem(kl_scale=1e6)
+    result = backtracking_line_search(
+        [p], torch.ones(1, dtype=F64), evaluate, 1.0, max_kl=1e-3, max_steps=4, backtrack_ratio=0.5
+    )
+    assert result.fraction is None and p.item() == 0.0
+
+
+# --- the three curvature products -----------------------------------------------------------
+
+
+def _products(objective: str, steps: int, first_order: bool):
+    policy = tiny_policy()
+    batch = synthetic_batch(policy)
+    theta = params_of(policy)
+    params = list(theta.values())
+    trace = adapt_steps(
+        policy,
+        theta,
+        batch.pre,
+        batch.pre_advantages,
+        [0.3, 0.2][:steps],
+        steps,
+        first_order,
+        objective,
+    )
+    mean, std = policy_stats(policy, trace[-1], batch.post.observations)
+    kl = mean_kl(mean.detach(), std.detach(), mean, std, batch.post.mask)
+    args = (trace, mean, std, batch.post.mask, params, 1e-3)
+    fvps = exact_fvp(kl, params, 1e-3), gauss_newton_fvp(*args), adapted_fisher_fvp(*args)
+    v = torch.randn(
+        sum(p.numel() for p in params), dtype=F64, generator=torch.Generator().manual_seed(3)
+    )
+    return [f(v) for f in fvps]
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_gauss_newton_product_equals_the_exact_kl_hessian_at_the_current_point(objective, steps):
+    exact, gauss_newton, adapted = _products(objective, steps, first_order=False)
+    torch.testing.assert_close(gauss_newton, exact, rtol=1e-6, atol=1e-10)
+    # The first-order approximation differs: the check above can fail.
+    assert (adapted - exact).norm() > 1e-2 * exact.norm()
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_adapted_fisher_equals_exact_for_first_order_maml(objective):
+    exact, gauss_newton, adapted = _products(objective, 1, first_order=True)
+    torch.testing.assert_close(adapted, exact, rtol=1e-6, atol=1e-10)
+    torch.testing.assert_close(gauss_newton, exact, rtol=1e-6, atol=1e-10)
+
+
+# --- TRPO and PPO steps ----------------------------------------------------------------------
+
+
+def _flat_params(policy) -> torch.Tensor:
+    return flat([p.detach() for p in policy.parameters()]).clone()
+
+
+def _measured_kl(policy, before: dict, batch: MetaBatch, adaptation: AdaptationSettings) -> float:
+    """Mean KL between the post-adaptation policies of ``before`` and of the current params."""
+
+    def stats(params):
+        phi = adapt_steps(
+            policy,
+            params,
+            batch.pre,
+            batch.pre_advantages,
+            adaptation.lr,
+            adaptation.steps,
+            True,
+            adaptation.objective,
+        )[-1]
+        with torch.no_grad():
+            return policy_stats(policy, phi, batch.post.observations)
+
+    old_mean, old_std = stats(before)
+    mean, std = stats({n: p.detach() for n, p in params_of(policy).items()})
+    return mean_kl(old_mean, old_std, mean, std, batch.post.mask).item()
+
+
+@pytest.mark.parametrize("fvp", ["exact", "gauss_newton", "adapted_fisher"])
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_trpo_step_improves_the_surrogate_within_the_trust_region(objective, fvp):
+    policy = tiny_policy()
+    batch = synthetic_batch(policy)
+    adaptation = AdaptationSettings(lr=0.3, objective=objective)
+    before = {n: p.detach().clone() for n, p in params_of(policy).items()}
+    optimizer = TRPO(max_kl=0.01, fvp=fvp)
+    metrics = optimizer.step(policy, batch, adaptation)
+    assert metrics["step_fraction"] > 0
+    assert not torch.equal(_flat_params(policy), flat(list(before.values())))
+    assert metrics["loss_after"] < metrics["loss_before"]
+    assert 0 < metrics["kl"] <= 0.01
+    measured = _measured_kl(policy, before, batch, adaptation)
+    assert measured == pytest.approx(metrics["kl"], rel=1e-9)
+    assert {"loss_before", "loss_after", "kl", "ls_steps"} <= set(metrics)
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_ppo_step_changes_params_and_lowers_the_clipped_surrogate(objective):
+    policy = tiny_policy()
+    batch = synthetic_batch(policy)
+    adaptation = AdaptationSettings(lr=0.3, objective=objective)
+    before = _flat_params(policy)
+    metrics = PPO(lr=1e-2, epochs=3, inner_kl_coeff=5e-4).step(policy, batch, adaptation)
+    assert not torch.equal(_flat_params(policy), before)
+    assert metrics["loss_after"] < metrics["loss_before"]
+    assert metrics["kl"] > 0 and metrics["inner_kl"] > 0
+
+
+def test_trpo_respects_first_order_and_multi_step_adaptation():
+    policy = tiny_policy()
+    batch = synthetic_batch(policy)
+    adaptation = AdaptationSettings(lr=[0.3, 0.1], steps=2, first_order=True)
+    metrics = TRPO(fvp="adapted_fisher").step(policy, batch, adaptation)
+    assert metrics["kl"] <= 0.01 and metrics["loss_after"] < metrics["loss_before"]
+
+
+@pytest.mark.parametrize("make", [lambda: TRPO(), lambda: PPO()])
+def test_nan_in_the_batch_raises_and_leaves_params_unchanged(make):
+    policy = tiny_policy()
+    batch = synthetic_batch(policy)
+    post_adv = batch.post_advantages.clone()
+    post_adv[0, 0, 0] = float("nan")
+    bad = MetaBatch(batch.pre, batch.post, batch.pre_advantages, post_adv)
+    before = _flat_params(policy)
+    with pytest.raises(FloatingPointError, match="post_advantages"):
+        make().step(policy, bad, AdaptationSettings(lr=0.3))
+    assert torch.equal(_flat_params(policy), before)
+
+
+@pytest.mark.parametrize("make", [lambda: TRPO(), lambda: PPO()])
+def test_nan_parameter_raises(make):
+    policy = tiny_policy()
+    batch = synthetic_batch(policy)
+    with torch.no_grad():
+        policy.log_std[0] = float("inf")
+    with pytest.raises(FloatingPointError, match="policy parameters"):
+        make().step(policy, batch, AdaptationSettings(lr=0.3))
+
+
+def test_ppo_restores_params_and_adam_when_a_later_epoch_goes_nan(monkeypatch):
+    policy = tiny_policy()
+    batch = synthetic_batch(policy)
+    optimizer = PPO(epochs=3)
+    optimizer.step(policy, batch, AdaptationSettings(lr=0.3))  # Adam now has moments
+    before, state = _flat_params(policy), optimizer.state_dict()
+    calls = []
+    real = ppo_module.clipped_surrogate
+
+    def poisoned(*args, **kwargs):
+        calls.append(1)
+        value = real(*args, **kwargs)
+        return value * float("nan") if len(calls) == 2 else value
+
+    monkeypatch.setattr(ppo_module, "clipped_surrogate", poisoned)
+    with pytest.raises(FloatingPointError, match="epoch 1"):
+        optimizer.step(policy, batch, AdaptationSettings(lr=0.3))
+    assert torch.equal(_flat_params(policy), before)
+    after = optimizer.state_dict()["adam"]["state"]
+    for key, value in state["adam"]["state"].items():
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(after[key][name], value[name])
+
+
+def test_ppo_state_dict_round_trip_gives_identical_steps():
+    policy_a, policy_b, policy_c = tiny_policy(), tiny_policy(), tiny_policy()
+    batch = synthetic_batch(policy_a)
+    adaptation = AdaptationSettings(lr=0.3)
+    first = PPO(lr=1e-2, epochs=2)
+    first.step(policy_a, batch, adaptation)
+    policy_b.load_state_dict(policy_a.state_dict())
+    policy_c.load_state_dict(policy_a.state_dict())
+    second = PPO(lr=1e-2, epochs=2)
+    second.load_state_dict(first.state_dict())  # before its Adam exists
+    assert second.num_steps == 1
+    first.step(policy_a, batch, adaptation)
+    second.step(policy_b, batch, adaptation)
+    assert torch.equal(_flat_params(policy_a), _flat_params(policy_b))
+    # A fresh Adam, without the moments, moves elsewhere: the check can fail.
+    PPO(lr=1e-2, epochs=2).step(policy_c, batch, adaptation)
+    assert not torch.allclose(_flat_params(policy_c), _flat_params(policy_a))
+
+
+def test_trpo_state_dict_round_trip():
+    policy = tiny_policy()
+    optimizer = TRPO()
+    optimizer.step(policy, synthetic_batch(policy), AdaptationSettings(lr=0.3))
+    restored = TRPO()
+    restored.load_state_dict(optimizer.state_dict())
+    assert restored.state_dict() == optimizer.state_dict() == {"num_steps": 1}
+
+
+def test_make_meta_optimizer_from_configs_and_mappings():
+    trpo = make_meta_optimizer(TRPOConfig(max_kl=0.02, fvp="exact"))
+    assert isinstance(trpo, TRPO) and trpo.max_kl == 0.02 and trpo.fvp == "exact"
+    ppo = make_meta_optimizer(PPOConfig(clip=0.2))
+    assert isinstance(ppo, PPO) and ppo.clip == 0.2
+    assert make_meta_optimizer({"name": "ppo", "epochs": 3}).epochs == 3
+    with pytest.raises(ValueError, match="unknown meta_optimizer key"):
+        make_meta_optimizer({"name": "trpo", "clip": 0.2})
+    with pytest.raises(ValueError, match="must be one of trpo, ppo"):
+        make_meta_optimizer({"name": "sgd"})
+    with pytest.raises(ValueError, match="fvp must be one of"):
+        TRPO(fvp="diagonal")

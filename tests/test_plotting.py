@@ -1,0 +1,79 @@
+"""Learning-curve plots of run directories."""
+
+from __future__ import annotations
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import yaml
+
+from metarl.plotting import group_runs, plot_runs, read_progress
+
+HEADER = "iteration,return_pre,return_post,env_steps,time_s"
+
+
+def _run(root, name, *, seed=0, lr=0.1, rows=5, header=HEADER, config=True):
+    run = root / name
+    run.mkdir(parents=True)
+    if config:
+        cfg = {"env": "metarl/Navigation2D-v0", "seed": seed, "adaptation": {"lr": lr}}
+        (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    lines = [header] + [
+        f"{i},{-50 + i + seed},{-40 + 2 * i + seed},{(i + 1) * 4000},{i * 1.5}" for i in range(rows)
+    ]
+    (run / "progress.csv").write_text("\n".join(lines) + "\n")
+    return run
+
+
+def test_two_seeds_of_one_config_make_one_band(tmp_path):
+    runs = [_run(tmp_path, "nav-s0", seed=0), _run(tmp_path, "nav-s1", seed=1, rows=3)]
+    groups = group_runs(runs)
+    assert groups == [("Navigation2D-v0", runs)]
+    out = plot_runs(runs, tmp_path / "plots" / "curves.png")
+    assert out.is_file() and out.stat().st_size > 0
+    image = iio.imread(out)
+    assert image.ndim == 3 and image.reshape(-1, image.shape[-1]).std(axis=0).max() > 0
+
+
+def test_configs_that_differ_are_separate_curves(tmp_path):
+    a = _run(tmp_path, "a", lr=0.1)
+    b = _run(tmp_path, "b", lr=0.05)
+    c = _run(tmp_path, "c", config=False)
+    labels = [label for label, _ in group_runs([a, b, c])]
+    assert labels == [
+        "Navigation2D-v0 adaptation.lr=0.1",
+        "Navigation2D-v0 adaptation.lr=0.05",
+        "c",
+    ]
+    assert plot_runs([a, b, c], tmp_path / "curves.svg").stat().st_size > 0
+
+
+def test_read_progress_columns(tmp_path):
+    run = _run(tmp_path, "r", rows=4)
+    progress = read_progress(run)
+    np.testing.assert_array_equal(progress["iteration"], [0, 1, 2, 3])
+    np.testing.assert_array_equal(progress["return_post"], [-40, -38, -36, -34])
+
+
+def test_missing_column_names_the_file(tmp_path):
+    run = _run(tmp_path, "broken", header="iteration,return_pre,env_steps,time_s")
+    with pytest.raises(ValueError, match=r"broken/progress\.csv.*return_post"):
+        plot_runs([run], tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_missing_progress_file_names_the_run(tmp_path):
+    (tmp_path / "empty-run").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty-run"):
+        plot_runs([tmp_path / "empty-run"], tmp_path / "x.png")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        plot_runs([tmp_path / "nowhere"], tmp_path / "x.png")
+
+
+def test_bad_cell_and_no_runs(tmp_path):
+    run = _run(tmp_path, "r")
+    (run / "progress.csv").write_text(HEADER + "\n0,-1,oops,10,1\n")
+    with pytest.raises(ValueError, match=r"progress\.csv:2.*return_post"):
+        read_progress(run)
+    with pytest.raises(ValueError, match="non-empty"):
+        plot_runs([], tmp_path / "x.png")

@@ -1,0 +1,215 @@
+"""stable-baselines3 interop: policy conversion, task wrappers, and the PPO baselines."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO
+from torch import nn
+
+from metarl.policies import GaussianMLPPolicy, distribution, params_of
+from metarl.sb3 import (
+    TaskObservationWrapper,
+    TaskResampleWrapper,
+    from_sb3,
+    load_pretrained,
+    oracle_returns,
+    to_sb3,
+    train_oracle,
+    train_pretrained,
+)
+
+NAV = "metarl/Navigation2D-v0"
+# A PPO small enough for a test: one rollout of 2 x 64 steps per update.
+TINY_PPO = {"n_steps": 64, "batch_size": 64, "n_epochs": 1}
+
+
+@pytest.fixture
+def nav():
+    env = gym.make(NAV)
+    yield env
+    env.close()
+
+
+def _obs_actions(obs_dim: int, act_dim: int, n: int = 32):
+    gen = torch.Generator().manual_seed(1)
+    return torch.randn(n, obs_dim, generator=gen), torch.randn(n, act_dim, generator=gen)
+
+
+def _sb3_log_prob(model: PPO, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model.policy.get_distribution(obs).log_prob(actions)
+
+
+@pytest.mark.parametrize(
+    ("activation", "hidden"), [("tanh", (16, 8)), ("relu", (12,)), ("elu", ())]
+)
+def test_to_sb3_gives_the_same_log_probs(nav, activation, hidden):
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(2, 2, hidden_sizes=hidden, activation=activation, init_std=0.3)
+    # Move log_std off its init so a copied-back constant would be caught.
+    with torch.no_grad():
+        policy.log_std.copy_(torch.tensor([-1.0, 0.2]))
+    model = to_sb3(policy, nav)
+    obs, actions = _obs_actions(2, 2)
+    with torch.no_grad():
+        ours = policy(obs).log_prob(actions)
+    torch.testing.assert_close(_sb3_log_prob(model, obs, actions), ours, atol=1e-5, rtol=1e-5)
+    if hidden:  # without hidden layers there is no activation to carry over
+        expected = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}[activation]
+        assert model.policy.activation_fn is expected
+
+
+def test_to_sb3_with_adapted_params(nav):
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(2, 2, hidden_sizes=(8, 8), init_std=0.5)
+    # An adapted dict: non-leaf tensors in a graph, as adapt() returns them.
+    adapted = {name: p * 1.3 + 0.1 for name, p in params_of(policy).items()}
+    model = to_sb3(policy, nav, params=adapted)
+    obs, actions = _obs_actions(2, 2)
+    with torch.no_grad():
+        expected = distribution(policy, adapted, obs).log_prob(actions)
+        unadapted = policy(obs).log_prob(actions)
+    got = _sb3_log_prob(model, obs, actions)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(got, unadapted, atol=1e-3)  # the params, not the module, were used
+    # and the policy module itself is untouched
+    torch.testing.assert_close(policy(obs).log_prob(actions).detach(), unadapted)
+
+
+def test_from_sb3_of_a_native_sb3_model(nav):
+    model = PPO(
+        "MlpPolicy",
+        nav,
+        seed=3,
+        device="cpu",
+        policy_kwargs={
+            "net_arch": {"pi": [16, 16], "vf": [8]},
+            "activation_fn": nn.Tanh,
+            "log_std_init": -0.7,
+        },
+    )  # SB3's own orthogonal init
+    policy = from_sb3(model)
+    widths = [m.out_features for m in policy.mean if isinstance(m, nn.Linear)]
+    assert widths == [16, 16, 2]
+    obs, actions = _obs_actions(2, 2)
+    with torch.no_grad():
+        ours = policy(obs).log_prob(actions)
+    torch.testing.assert_close(ours, _sb3_log_prob(model, obs, actions), atol=1e-5, rtol=1e-5)
+
+
+def test_round_trip_keeps_every_parameter(nav):
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(2, 2, hidden_sizes=(8, 4), activation="tanh", init_std=0.2)
+    back = from_sb3(to_sb3(policy, nav))
+    for (name, p), (name_back, q) in zip(
+        policy.state_dict().items(), back.state_dict().items(), strict=True
+    ):
+        assert name == name_back
+        torch.testing.assert_close(q, p)
+
+
+def test_to_sb3_checks_shapes_and_keys(nav):
+    with pytest.raises(ValueError, match="observation size 2"):
+        to_sb3(GaussianMLPPolicy(3, 2, hidden_sizes=(4,)), nav)
+    policy = GaussianMLPPolicy(2, 2, hidden_sizes=(4,))
+    params = dict(params_of(policy))
+    del params["log_std"]
+    with pytest.raises(ValueError, match="log_std"):
+        to_sb3(policy, nav, params=params)
+
+
+def test_task_resample_wrapper_draws_a_hidden_task_per_reset(nav):
+    env = TaskResampleWrapper(nav, np.random.default_rng(0))
+    assert env.observation_space == nav.observation_space
+    goals = []
+    for _ in range(4):
+        obs, info = env.reset()
+        assert obs.shape == (2,)
+        assert info["task"] == env.unwrapped.task
+        goals.append(tuple(env.unwrapped.task["goal"]))
+    assert len(set(goals)) == 4
+    # The same generator seed gives the same task sequence.
+    again = TaskResampleWrapper(gym.make(NAV), 0)
+    assert [tuple(again.reset()[1]["task"]["goal"]) for _ in range(4)] == goals
+
+
+def test_task_observation_wrapper_appends_the_task(nav):
+    env = TaskObservationWrapper(nav)
+    assert env.observation_space.shape == (4,)
+    np.testing.assert_array_equal(env.observation_space.low[2:], [-0.5, -0.5])
+    np.testing.assert_array_equal(env.observation_space.high[2:], [0.5, 0.5])
+    env.unwrapped.task = {"goal": [0.25, -0.4]}
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_allclose(obs, [0.0, 0.0, 0.25, -0.4])
+    obs, *_ = env.step(np.array([0.1, 0.05], dtype=np.float32))
+    np.testing.assert_allclose(obs, [0.1, 0.05, 0.25, -0.4])
+    assert env.observation_space.contains(obs)
+
+
+def test_task_observation_wrapper_on_a_direction_task():
+    env = TaskObservationWrapper(gym.make("metarl/HalfCheetahDir-v0"))
+    assert env.observation_space.shape == (18,)
+    assert (env.observation_space.low[-1], env.observation_space.high[-1]) == (-1.0, 1.0)
+    env.unwrapped.task = {"direction": -1.0}
+    obs, _ = env.reset(seed=0)
+    assert obs[-1] == -1.0
+    env.close()
+
+
+def test_observation_follows_resampled_tasks(nav):
+    env = TaskObservationWrapper(TaskResampleWrapper(nav, 1))
+    for _ in range(3):
+        obs, info = env.reset()
+        np.testing.assert_allclose(obs[2:], info["task"]["goal"])
+
+
+def test_wrappers_refuse_envs_without_tasks():
+    with pytest.raises(ValueError, match="task distribution"):
+        TaskObservationWrapper(gym.make("Pendulum-v1"))
+
+
+def test_train_save_load_and_evaluate_the_baselines(tmp_path, nav):
+    common = {
+        "hidden_sizes": [8, 8],
+        "activation": "tanh",
+        "init_std": 0.5,
+        "seed": 0,
+        "progress_bar": False,
+        "n_envs": 2,
+        "ppo_kwargs": TINY_PPO,
+    }
+    pretrained = train_pretrained(NAV, 200, out_path=tmp_path / "pretrained", **common)
+    oracle = train_oracle(NAV, 200, out_path=tmp_path / "oracle.zip", **common)
+    assert pretrained == tmp_path / "pretrained.zip" and pretrained.is_file()
+    assert oracle.is_file()
+
+    policy = load_pretrained(pretrained)
+    assert (policy.obs_dim, policy.act_dim) == (2, 2)
+    obs, actions = _obs_actions(2, 2)
+    saved = PPO.load(pretrained, device="cpu")
+    with torch.no_grad():
+        torch.testing.assert_close(
+            policy(obs).log_prob(actions), _sb3_log_prob(saved, obs, actions), atol=1e-5, rtol=1e-5
+        )
+    # PPO moved the actor away from its initialisation.
+    torch.manual_seed(0)
+    fresh = GaussianMLPPolicy(2, 2, hidden_sizes=(8, 8), activation="tanh", init_std=0.5)
+    assert not torch.allclose(fresh.log_std, policy.log_std)
+    assert load_pretrained(oracle).obs_dim == 4  # the oracle sees the goal too
+
+    tasks = nav.unwrapped.sample_tasks(3, rng=np.random.default_rng(0))
+    returns = oracle_returns(oracle, NAV, tasks, episodes=2, seed=0)
+    assert len(returns) == 3 and all(math.isfinite(r) for r in returns)
+    # 100 steps of -distance, the agent starting at the origin: strictly negative.
+    assert all(r < 0 for r in returns)
+    assert oracle_returns(oracle, NAV, tasks, episodes=2, seed=0) == returns
+    assert oracle_returns(oracle, NAV, tasks, 2, 0, deterministic=True) != returns
+    with pytest.raises(ValueError, match="oracle"):
+        oracle_returns(pretrained, NAV, tasks, episodes=1, seed=0)
+    with pytest.raises(FileNotFoundError):
+        load_pretrained(tmp_path / "missing.zip")

@@ -1,0 +1,174 @@
+"""The meta-training loop: every optimizer and objective, resume, checkpoints, failures."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from metarl.cli import main
+from metarl.config import Config, PPOConfig, TRPOConfig, load_config
+from metarl.trainer import CheckpointError, Trainer, TrainingDiverged, load_checkpoint, load_policy
+
+CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+
+
+def tiny(**changes) -> Config:
+    """Navigation2D at a size that runs in a second or two."""
+    base = load_config(CONFIGS / "navigation2d.yaml")
+    small = dataclasses.replace(
+        base,
+        iterations=2,
+        tasks_per_batch=4,
+        episodes_per_task=5,
+        horizon=20,
+        policy=dataclasses.replace(base.policy, hidden_sizes=[16, 16]),
+    )
+    return dataclasses.replace(small, **changes)
+
+
+def read_rows(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "progress.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("objective", ["maml", "dice", "lvc"])
+@pytest.mark.parametrize("optimizer", [TRPOConfig(), PPOConfig(epochs=2)], ids=["trpo", "ppo"])
+def test_two_iterations_of_each_optimizer_and_objective(tmp_path, optimizer, objective):
+    config = tiny(meta_optimizer=optimizer, objective=objective)
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    before = {k: v.detach().clone() for k, v in trainer.policy.named_parameters()}
+    trainer.train()
+    rows = read_rows(tmp_path / "run")
+    assert [int(r["iteration"]) for r in rows] == [0, 1]
+    for column in ("return_pre", "return_post", "env_steps", "time_s", "kl", "loss_before"):
+        assert column in rows[0]
+    assert int(rows[1]["env_steps"]) == 2 * 2 * 4 * 5 * 20
+    changed = any(not torch.equal(before[k], p) for k, p in trainer.policy.named_parameters())
+    assert changed, "the meta-step must move the parameters"
+    assert load_config(tmp_path / "run" / "config.yaml") == config
+    assert (tmp_path / "run" / "checkpoints" / "latest.pt").is_file()
+    assert list((tmp_path / "run").glob("events.out.tfevents.*")), "TensorBoard events"
+
+
+def test_resume_gives_the_same_returns(tmp_path):
+    config = tiny(iterations=4)
+    Trainer(config, tmp_path / "full", progress=False).train()
+    Trainer(dataclasses.replace(config, iterations=2), tmp_path / "split", progress=False).train()
+    assert load_checkpoint(tmp_path / "split")["iteration"] == 2
+    Trainer(config, tmp_path / "split", resume=True, progress=False).train()
+    full, split = read_rows(tmp_path / "full"), read_rows(tmp_path / "split")
+    assert [r["iteration"] for r in split] == ["0", "1", "2", "3"]
+    for column in ("return_pre", "return_post", "env_steps"):
+        assert [r[column] for r in full] == [r[column] for r in split], column
+
+
+def test_resume_drops_rows_logged_after_the_checkpoint(tmp_path):
+    config = tiny(iterations=3, checkpoint_every=2)
+    Trainer(config, tmp_path / "run", progress=False).train()
+    # Simulate a stop after iteration 2's row was logged but before its checkpoint.
+    state = load_checkpoint(tmp_path / "run")
+    state["iteration"] = 2
+    torch.save(state, tmp_path / "run" / "checkpoints" / "latest.pt")
+    trainer = Trainer(config, tmp_path / "run", resume=True, progress=False)
+    assert [r["iteration"] for r in read_rows(tmp_path / "run")] == ["0", "1"]
+    trainer.train()
+    assert [r["iteration"] for r in read_rows(tmp_path / "run")] == ["0", "1", "2"]
+
+
+def test_checkpoint_is_complete_and_atomic(tmp_path):
+    trainer = Trainer(tiny(iterations=1), tmp_path / "run", progress=False)
+    trainer.train()
+    state = load_checkpoint(tmp_path / "run")
+    assert {"policy", "meta_optimizer", "rng", "config", "iteration"} <= set(state)
+    assert {"torch", "numpy", "python"} <= set(state["rng"])
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.tmp"))
+    _, policy, _ = load_policy(tmp_path / "run")
+    for name, p in policy.named_parameters():
+        assert torch.equal(p, dict(trainer.policy.named_parameters())[name])
+
+
+def test_existing_run_dir_is_not_overwritten(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="--resume"):
+        Trainer(tiny(), run, progress=False)
+    assert (run / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    trainer = Trainer(tiny(iterations=3), tmp_path / "run", progress=False)
+    real_step = trainer.meta_optimizer.step
+    calls = {"n": 0}
+
+    def failing_step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise FloatingPointError("non-finite surrogate loss")
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer.meta_optimizer, "step", failing_step)
+    with pytest.raises(TrainingDiverged, match=r"iteration 1.*last good checkpoint"):
+        trainer.train()
+    assert load_checkpoint(tmp_path / "run")["iteration"] == 1
+    assert [r["iteration"] for r in read_rows(tmp_path / "run")] == ["0"]
+
+
+def test_resume_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        Trainer(tiny(), tmp_path / "nowhere", resume=True, progress=False)
+    Trainer(tiny(iterations=1), tmp_path / "run", progress=False).train()
+    with pytest.raises(Exception, match="horizon"):
+        Trainer(tiny(horizon=10), tmp_path / "run", resume=True, progress=False)
+    (tmp_path / "run" / "checkpoints" / "latest.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        Trainer(tiny(), tmp_path / "run", resume=True, progress=False)
+
+
+def test_cli_train_and_bad_config(tmp_path, capsys):
+    config = tmp_path / "nav.yaml"
+    text = (CONFIGS / "navigation2d.yaml").read_text()
+    config.write_text(text)
+    run = tmp_path / "run"
+    args = ["train", str(config), "--run-dir", str(run), "--iterations", "1", "--no-progress"]
+    small = ["--set", "tasks_per_batch=2", "--set", "episodes_per_task=2", "--set", "horizon=5"]
+    assert main(args + small) == 0
+    out = capsys.readouterr().out
+    assert str(run) in out and "progress.csv" in out
+    # A typo fails before any work, names the key, suggests the right one, writes nothing.
+    bad_run = tmp_path / "bad"
+    code = main(["train", str(config), "--run-dir", str(bad_run), "--set", "adaptaton.lr=0.1"])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "adaptaton" in err and "adaptation" in err
+    assert not bad_run.exists()
+    assert main(["train", str(config), "--run-dir", str(bad_run), "--set", "adaptation.lr=-1"]) != 0
+    assert "adaptation.lr" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "missing.yaml")]) != 0
+    assert "not found" in capsys.readouterr().err
+    assert main(["train", str(config), "--run-dir", str(run), "--iterations", "1"]) != 0
+    assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_navigation_learns_to_adapt(tmp_path):
+    """Post-adaptation return beats pre-adaptation and the first iteration, by clear margins."""
+    config = dataclasses.replace(
+        load_config(CONFIGS / "navigation2d.yaml"),
+        iterations=12,
+        tasks_per_batch=20,
+        episodes_per_task=10,
+    )
+    Trainer(config, tmp_path / "run", progress=False).train()
+    rows = read_rows(tmp_path / "run")
+    first_post = float(rows[0]["return_post"])
+    last = rows[-3:]
+    pre = sum(float(r["return_pre"]) for r in last) / 3
+    post = sum(float(r["return_post"]) for r in last) / 3
+    assert post > pre + 5, (pre, post)
+    assert post > first_post + 20, (first_post, post)
