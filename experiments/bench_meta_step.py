@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import resource
 import statistics
 import time
 
@@ -88,7 +89,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--horizon", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--fvp", nargs="+", default=list(FVP_KINDS), choices=FVP_KINDS)
+    # Cheapest first, so the peak memory printed after each kind is its own.
+    parser.add_argument("--fvp", nargs="+", default=list(FVP_KINDS)[::-1], choices=FVP_KINDS)
     parser.add_argument("--first-order", action="store_true")
     parser.add_argument("--malloc-tuning", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -140,7 +142,8 @@ def main() -> None:
         )
         print(
             f"TRPO step, fvp={kind}: {seconds:.3f} s ({parts}); ls_steps {last['ls_steps']:.0f}, "
-            f"kl {last['kl']:.4f}, loss {last['loss_before']:.4f} -> {last['loss_after']:.4f}"
+            f"kl {last['kl']:.4f}, loss {last['loss_before']:.4f} -> {last['loss_after']:.4f}; "
+            f"peak RSS so far {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB"
         )
 
 

@@ -219,8 +219,10 @@ def adapt_steps(
     shared (expanded here to ``theta_K``) or stacked. Every step reuses the same
     episodes. Without ``first_order`` the steps are differentiable to second
     order in ``params`` (``create_graph=True``); with it, ``phi`` still depends
-    on ``params``, but through the identity only. Meta-optimizers use the
-    intermediate entries for Jacobian-vector products through each step.
+    on ``params``, but through the identity only. Under ``torch.no_grad()``
+    (sampling) no graph is kept at all and the result is detached.
+    Meta-optimizers use the intermediate entries for Jacobian-vector products
+    through each step.
     """
     if episodes.rewards.dim() != 3:
         raise ValueError("adapt_steps needs episodes stacked over tasks; see adapt_with_advantages")
@@ -243,7 +245,7 @@ def adapt_steps(
             grads = torch.autograd.grad(
                 losses.sum(),
                 list(current.values()),
-                create_graph=not first_order,
+                create_graph=graph and not first_order,
                 materialize_grads=True,
             )
         current = {n: p - lr_step * g for (n, p), g in zip(current.items(), grads, strict=True)}

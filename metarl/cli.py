@@ -382,8 +382,29 @@ class UsageError(Exception):
     """A command-line argument that cannot work; reported without a traceback."""
 
 
+def tune_malloc() -> None:
+    """Keep freed large blocks in the process instead of returning them to the kernel.
+
+    The meta-step's activations are tens of MiB; glibc serves every block over 32 MiB
+    with a fresh mmap and unmaps it on free, so each of them costs page faults again.
+    Raising the mmap and trim thresholds makes a meta-iteration about 1.7x faster on
+    this project's machine, for a higher resident peak. Process-wide, so only the
+    command line does it, never library code; a no-op where glibc is absent.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    libc.mallopt(m_mmap_threshold, 1 << 30)
+    libc.mallopt(m_trim_threshold, 1 << 36)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_malloc()
     from metarl.config import ConfigError
     from metarl.trainer import CheckpointError, TrainingDiverged
 

@@ -115,6 +115,10 @@ def gauss_newton_fvp(
         mask: the post-adaptation mask ``[K, T, E]``.
         params: the shared parameters theta that ``trace[0]`` expands, in flat-vector order.
         damping: added times ``v``.
+
+    ``J_adapt v`` is taken as a vjp, which needs every inner step's Jacobian to
+    be symmetric: it is for the three inner surrogates here, whose autograd
+    second derivatives are Hessians (DiCE's that of its importance-weighted twin).
     """
     return _output_fisher_fvp(trace, mean, std, mask, params, damping, through_adaptation=True)
 
