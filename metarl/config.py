@@ -300,7 +300,7 @@ class TRPOConfig(_Checked):
     """Backtracking line-search steps before the update is rejected."""
     ls_backtrack_ratio: float = 0.8
     """Step shrink factor per line-search step, in (0, 1)."""
-    fvp: str = "gauss_newton"
+    fvp: str = "adapted_fisher"
     """Fisher-vector product form: exact | gauss_newton | adapted_fisher."""
 
     def _check(self) -> None:
