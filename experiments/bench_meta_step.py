@@ -19,7 +19,6 @@ first touch; here the activations are 64 MiB.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import resource
 import statistics
 import time
@@ -28,17 +27,10 @@ import torch
 
 from metarl.adaptation import AdaptationSettings, adapt_with_advantages, make_meta_batch
 from metarl.baselines import LinearFeatureBaseline
+from metarl.cli import tune_malloc
 from metarl.episodes import Episodes
 from metarl.meta_optimizers import FVP_KINDS, TRPO
 from metarl.policies import GaussianMLPPolicy, Params, params_of
-
-
-def tune_malloc() -> None:
-    """Keep freed large blocks in the process instead of unmapping them (glibc ``mallopt``)."""
-    libc = ctypes.CDLL("libc.so.6")
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_mmap_threshold, 1 << 30)
-    libc.mallopt(m_trim_threshold, 1 << 36)
 
 
 def synthetic_episodes(
