@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -10,27 +9,17 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 import torch
+from conftest import CONFIGS, tiny_navigation_config
 
 from metarl.cli import main
-from metarl.config import load_config
 from metarl.evaluation import adaptation_curve, confidence_interval, evaluate, held_out_tasks
 from metarl.sampler import Sampler
 from metarl.trainer import Trainer, iteration_seeds, load_policy
 
-CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
-
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    base = load_config(CONFIGS / "navigation2d.yaml")
-    config = dataclasses.replace(
-        base,
-        iterations=2,
-        tasks_per_batch=4,
-        episodes_per_task=5,
-        horizon=20,
-        policy=dataclasses.replace(base.policy, hidden_sizes=[16, 16]),
-    )
+    config = tiny_navigation_config()
     path = tmp_path_factory.mktemp("eval") / "run"
     Trainer(config, path, progress=False).train()
     return path

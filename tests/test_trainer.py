@@ -8,26 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import CONFIGS, tiny_navigation_config
 
 from metarl.cli import main
-from metarl.config import Config, PPOConfig, TRPOConfig, load_config
+from metarl.config import PPOConfig, TRPOConfig, load_config
 from metarl.trainer import CheckpointError, Trainer, TrainingDiverged, load_checkpoint, load_policy
 
-CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
-
-
-def tiny(**changes) -> Config:
-    """Navigation2D at a size that runs in a second or two."""
-    base = load_config(CONFIGS / "navigation2d.yaml")
-    small = dataclasses.replace(
-        base,
-        iterations=2,
-        tasks_per_batch=4,
-        episodes_per_task=5,
-        horizon=20,
-        policy=dataclasses.replace(base.policy, hidden_sizes=[16, 16]),
-    )
-    return dataclasses.replace(small, **changes)
+tiny = tiny_navigation_config
 
 
 def read_rows(run_dir: Path) -> list[dict[str, str]]:

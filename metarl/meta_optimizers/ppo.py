@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from metarl.adaptation import AdaptationSettings, adapt_steps, policy_stats
-from metarl.meta_optimizers.trpo import check_finite, mean_kl
+from metarl.meta_optimizers.trpo import check_finite, check_step_inputs, mean_kl
 from metarl.objectives import MetaBatch, clipped_surrogate, gaussian_log_prob
 from metarl.policies import params_of
 
@@ -80,12 +80,7 @@ class PPO:
         """
         theta = params_of(policy)
         params = list(theta.values())
-        check_finite("policy parameters", params)
-        bad = batch.nonfinite_fields()
-        if bad:
-            raise FloatingPointError(
-                f"meta-batch fields {bad} hold NaN or inf; parameters were left unchanged"
-            )
+        check_step_inputs(params, batch)
         adam = self._optimizer(params)
         pre, post = batch.pre, batch.post
         adapt_kwargs = dict(

@@ -61,6 +61,7 @@ __all__ = [
     "TRPO",
     "adapted_fisher_fvp",
     "check_finite",
+    "check_step_inputs",
     "exact_fvp",
     "gauss_newton_fvp",
     "mean_kl",
@@ -76,6 +77,16 @@ def check_finite(what: str, tensors: Sequence[Tensor] | Tensor) -> None:
         raise FloatingPointError(
             f"{what} is not finite (NaN or inf); parameters were left unchanged. "
             "Check the episodes and advantages, or lower the step sizes."
+        )
+
+
+def check_step_inputs(params: Sequence[Tensor], batch: MetaBatch) -> None:
+    """The checks every meta-step makes before it touches anything: finite parameters and batch."""
+    check_finite("policy parameters", params)
+    bad = batch.nonfinite_fields()
+    if bad:
+        raise FloatingPointError(
+            f"meta-batch fields {bad} hold NaN or inf; parameters were left unchanged"
         )
 
 
@@ -235,12 +246,7 @@ class TRPO:
         start = time.perf_counter()
         theta = params_of(policy)
         params = list(theta.values())
-        check_finite("policy parameters", params)
-        bad = batch.nonfinite_fields()
-        if bad:
-            raise FloatingPointError(
-                f"meta-batch fields {bad} hold NaN or inf; parameters were left unchanged"
-            )
+        check_step_inputs(params, batch)
         post = batch.post
         adapt_kwargs = dict(
             lr=adaptation.lr, steps=adaptation.steps, objective=adaptation.objective

@@ -1,0 +1,24 @@
+"""Shared test helpers."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from metarl.config import Config, load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+
+
+def tiny_navigation_config(**changes) -> Config:
+    """The shipped Navigation2D config at a size that trains in a second or two."""
+    base = load_config(CONFIGS / "navigation2d.yaml")
+    small = dataclasses.replace(
+        base,
+        iterations=2,
+        tasks_per_batch=4,
+        episodes_per_task=5,
+        horizon=20,
+        policy=dataclasses.replace(base.policy, hidden_sizes=[16, 16]),
+    )
+    return dataclasses.replace(small, **changes)
