@@ -23,11 +23,12 @@ import numpy as np
 import torch
 
 import envs
-from metarl.adaptation import AdaptationSettings, adapt, make_meta_batch
+from metarl.adaptation import AdaptationSettings, adapt_with_advantages, compute_advantages
 from metarl.baselines import LinearFeatureBaseline
 from metarl.config import Config, ConfigError, load_config, save_config
 from metarl.episodes import Episodes
 from metarl.meta_optimizers import make_meta_optimizer
+from metarl.objectives import MetaBatch
 from metarl.policies import GaussianMLPPolicy
 from metarl.sampler import Sampler
 
@@ -166,19 +167,19 @@ class Trainer:
 
         # 3. Adapt theta to every task (values only: the meta-step rebuilds the graph).
         t0 = time.perf_counter()
-        adapted = adapt(
-            self.policy,
-            dict(self.policy.named_parameters()),
-            pre,
-            self.baseline,
-            self.adaptation.lr,
-            steps=self.adaptation.steps,
-            first_order=True,
-            gamma=c.gamma,
-            gae_lambda=c.gae_lambda,
-            objective=self.adaptation.objective,
+        pre_advantages = compute_advantages(
+            pre, self.baseline, c.gamma, c.gae_lambda, c.normalize_advantages
         )
-        adapted = {name: p.detach() for name, p in adapted.items()}
+        with torch.no_grad():
+            adapted = adapt_with_advantages(
+                self.policy,
+                dict(self.policy.named_parameters()),
+                pre,
+                pre_advantages,
+                self.adaptation.lr,
+                steps=self.adaptation.steps,
+                objective=self.adaptation.objective,
+            )
         adaptation_s = time.perf_counter() - t0
 
         # 4. Post-adaptation episodes with the adapted parameters.
@@ -188,9 +189,10 @@ class Trainer:
 
         # 5. Meta-step.
         t0 = time.perf_counter()
-        batch = make_meta_batch(
-            pre, post, self.baseline, c.gamma, c.gae_lambda, c.normalize_advantages
+        post_advantages = compute_advantages(
+            post, self.baseline, c.gamma, c.gae_lambda, c.normalize_advantages
         )
+        batch = MetaBatch(pre, post, pre_advantages, post_advantages)
         try:
             metrics = self.meta_optimizer.step(self.policy, batch, self.adaptation)
         except FloatingPointError as err:
