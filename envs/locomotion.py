@@ -175,6 +175,7 @@ class LocomotionVectorEnv(ArrayVectorEnv):
         num_envs: number of sub-envs.
         max_episode_steps: truncation horizon (the registry's, through ``gym.make_vec``).
         num_threads: threads of the ``mujoco.batch`` pool (0: all cores).
+        autoreset_mode: ``next_step`` or ``disabled`` (see :class:`~envs.vector.ArrayVectorEnv`).
     """
 
     def __init__(
@@ -183,6 +184,7 @@ class LocomotionVectorEnv(ArrayVectorEnv):
         num_envs: int,
         max_episode_steps: int | None = None,
         num_threads: int = 0,
+        autoreset_mode: str = "next_step",
     ) -> None:
         model = build_model(env_class.xml_file, env_class.contact_sensor_body)
         super().__init__(
@@ -191,6 +193,7 @@ class LocomotionVectorEnv(ArrayVectorEnv):
             env_class.observation_space_for(model),
             env_class.action_space_for(model),
             max_episode_steps,
+            autoreset_mode,
         )
         self.model = model
         self.batch = mujoco.batch.Batch(model, self.num_envs, num_threads)

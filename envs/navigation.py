@@ -78,9 +78,12 @@ class Navigation2DVectorEnv(ArrayVectorEnv):
     Args:
         num_envs: number of sub-envs.
         max_episode_steps: truncation horizon (the registry's 100, through ``gym.make_vec``).
+        autoreset_mode: ``next_step`` or ``disabled`` (see :class:`~envs.vector.ArrayVectorEnv`).
     """
 
-    def __init__(self, num_envs: int, max_episode_steps: int | None = None) -> None:
+    def __init__(
+        self, num_envs: int, max_episode_steps: int | None = None, autoreset_mode: str = "next_step"
+    ) -> None:
         template = Navigation2DEnv()
         super().__init__(
             Navigation2DEnv,
@@ -88,6 +91,7 @@ class Navigation2DVectorEnv(ArrayVectorEnv):
             template.observation_space,
             template.action_space,
             max_episode_steps,
+            autoreset_mode,
         )
         self._position = np.zeros((self.num_envs, 2))
 

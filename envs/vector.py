@@ -34,6 +34,11 @@ class ArrayVectorEnv(VectorEnv):
         num_envs: number of sub-envs.
         single_observation_space, single_action_space: the single env's spaces.
         max_episode_steps: truncate an episode after this many steps (``None``: never).
+        autoreset_mode: ``NEXT_STEP`` (Gymnasium's default, as the sync vector env) or
+            ``DISABLED``: a sub-env that terminated or was truncated then stays frozen
+            until ``reset`` (its actions are ignored, its reward is 0, it keeps reporting
+            its final flags, and its physics is not stepped: a sampler that only needs
+            one episode per sub-env skips the work of the finished ones).
     """
 
     metadata: ClassVar[dict[str, Any]] = {
@@ -48,7 +53,20 @@ class ArrayVectorEnv(VectorEnv):
         single_observation_space: gym.spaces.Box,
         single_action_space: gym.spaces.Box,
         max_episode_steps: int | None = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
     ) -> None:
+        modes = {"next_step": AutoresetMode.NEXT_STEP, "disabled": AutoresetMode.DISABLED}
+        mode = (
+            modes.get(str(autoreset_mode).lower())
+            if isinstance(autoreset_mode, str)
+            else autoreset_mode
+        )
+        if mode not in modes.values():
+            raise ValueError(
+                f"autoreset_mode must be one of {sorted(modes)}, got {autoreset_mode!r}"
+            )
+        self.metadata = {**type(self).metadata, "autoreset_mode": mode}
+        self.autoreset_mode = mode
         if (
             isinstance(num_envs, bool)
             or not isinstance(num_envs, (int, np.integer))
@@ -67,6 +85,7 @@ class ArrayVectorEnv(VectorEnv):
         ]
         self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        self._final_flags = (np.zeros(self.num_envs, bool), np.zeros(self.num_envs, bool))
         self._was_reset = False
         default = definitions.sample_tasks(1, rng=np.random.default_rng(0))[0]
         self.set_attr("task", [default] * self.num_envs)
@@ -135,6 +154,7 @@ class ArrayVectorEnv(VectorEnv):
         self._reset_physics(ids)
         self._elapsed[:] = 0
         self._autoreset[:] = False
+        self._final_flags = (np.zeros(self.num_envs, bool), np.zeros(self.num_envs, bool))
         self._was_reset = True
         state = self._state()
         infos = self._with_masks(self.definitions.reset_info(state), np.ones(self.num_envs, bool))
@@ -149,8 +169,10 @@ class ArrayVectorEnv(VectorEnv):
         expected = (self.num_envs, *self.single_action_space.shape)
         if actions.shape != expected:
             raise ValueError(f"actions must have shape {expected}, got {actions.shape}")
-        resetting = np.flatnonzero(self._autoreset)
-        stepping = np.flatnonzero(~self._autoreset) if len(resetting) else None
+        done = self._autoreset
+        frozen = self.autoreset_mode == AutoresetMode.DISABLED
+        resetting = np.flatnonzero(done) if not frozen else np.zeros(0, dtype=np.int64)
+        stepping = np.flatnonzero(~done) if done.any() else None
         before = self._state()
         if stepping is None or len(stepping):
             self._step_physics(actions, stepping)
@@ -158,15 +180,21 @@ class ArrayVectorEnv(VectorEnv):
         obs, reward, terminated, info = self.definitions.step_arrays(
             before, state, actions, self._task_arrays
         )
-        self._elapsed += 1
+        self._elapsed[~done] += 1
         truncated = (
             self._elapsed >= self.max_episode_steps
             if self.max_episode_steps is not None
             else np.zeros(self.num_envs, dtype=bool)
         )
-        stepped = np.ones(self.num_envs, dtype=bool)
-        infos = {}
-        if len(resetting):
+        if frozen and done.any():
+            # Finished sub-envs did not move: they report reward 0 and their final flags.
+            reward[done] = 0.0
+            terminated[done], truncated[done] = (
+                self._final_flags[0][done],
+                self._final_flags[1][done],
+            )
+            infos = self._with_masks(info, ~done)
+        elif len(resetting):
             # Gymnasium's NEXT_STEP autoreset: these sub-envs ignore their action, start a
             # new episode, and report the reset observation and info with reward 0.
             self._reset_physics(resetting)
@@ -176,14 +204,14 @@ class ArrayVectorEnv(VectorEnv):
             terminated[resetting] = False
             truncated[resetting] = False
             self._elapsed[resetting] = 0
-            stepped[resetting] = False
             reset_info = self.definitions.reset_info(reset_state)
             for key, value in reset_info.items():
-                info[key] = np.where(self._autoreset, value, info[key]) if key in info else value
-            infos = self._with_masks(info, stepped, always=reset_info)
+                info[key] = np.where(done, value, info[key]) if key in info else value
+            infos = self._with_masks(info, ~done, always=reset_info)
         else:
-            infos = self._with_masks(info, stepped)
+            infos = self._with_masks(info, np.ones(self.num_envs, dtype=bool))
         self._autoreset = terminated | truncated
+        self._final_flags = (terminated.copy(), truncated.copy())
         return obs, reward.astype(np.float64), terminated, truncated, infos
 
     def _with_masks(

@@ -62,9 +62,13 @@ def raw_physics_steps_per_second(
 def sampler_steps_per_second(
     env_id: str, kind: str, tasks: int, episodes: int, horizon: int, seed: int = 0, repeats: int = 1
 ) -> float:
-    """Sub-env steps per second of one meta-batch collection with the paper's policy
-    (2x100 ReLU) and per-task parameters, measured after the sampler is built (best of
-    ``repeats`` collections)."""
+    """Env steps collected per second (the steps of the episodes, up to each one's end)
+    for one meta-batch with the paper's policy (2x100 ReLU) and per-task parameters,
+    measured after the sampler is built (best of ``repeats`` collections).
+
+    Without terminations (HalfCheetah) that is every sub-env step; for Ant, a sampler
+    that keeps stepping finished episodes pays for steps it throws away.
+    """
     import torch
 
     from metarl.policies import GaussianMLPPolicy, params_of, stack_params
@@ -78,8 +82,8 @@ def sampler_steps_per_second(
         best = 0.0
         for r in range(repeats):
             start = time.perf_counter()
-            sampler.sample(policy, params, task_list, seed=seed + r)
-            best = max(best, tasks * episodes * horizon / (time.perf_counter() - start))
+            collected = sampler.sample(policy, params, task_list, seed=seed + r)
+            best = max(best, collected.num_steps / (time.perf_counter() - start))
         return best
 
 

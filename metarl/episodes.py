@@ -33,6 +33,7 @@ class Episodes:
             terminating step included) and zero after it terminated.
         log_probs: ``[T, E]`` float32, log-probabilities of the actions under the
             policy that sampled them.
+        The sampler writes zeros to every field where ``mask`` is zero.
         tasks: the task dict of each stacked task (one entry for a single task).
     """
 

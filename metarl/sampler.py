@@ -114,6 +114,9 @@ class Sampler:
                         num_envs=(hi - lo) * episodes_per_task,
                         vectorization_mode="vector_entry_point",
                         max_episode_steps=horizon,
+                        # One episode per sub-env: finished ones stay frozen and their
+                        # physics is skipped instead of running a discarded new episode.
+                        autoreset_mode="disabled",
                         **({"num_threads": num_threads} if _is_mujoco(env_id) else {}),
                     )
                     rows = slice(lo * episodes_per_task, hi * episodes_per_task)
@@ -322,6 +325,12 @@ class _Buffers:
         self.log_probs = np.zeros((T, N), dtype=np.float32)
 
     def episodes(self, K: int, E: int, tasks: Sequence[dict[str, Any]]) -> Episodes:
+        # Steps after a termination hold zeros whatever the engine did meanwhile
+        # (an autoreset's new episode, or a frozen sub-env), so every engine agrees.
+        alive = self.mask.astype(bool)
+        for array in (self.observations, self.actions, self.log_probs):
+            array[~alive] = 0.0
+
         def per_task(array: np.ndarray) -> Tensor:
             T = array.shape[0]
             shaped = array.reshape(T, K, E, *array.shape[2:])

@@ -303,3 +303,37 @@ def test_wrong_action_shape_in_batched_engine():
     vec.reset(seed=0)
     with pytest.raises(ValueError, match=r"\(2, 6\)"):
         vec.step(np.zeros((2, 5)))
+
+
+def test_disabled_autoreset_freezes_finished_sub_envs():
+    """With autoreset disabled a finished sub-env is not stepped; the others run as before."""
+    env_id = "metarl/AntVel-v0"
+    frozen = gym.make_vec(
+        env_id, num_envs=4, vectorization_mode="vector_entry_point", autoreset_mode="disabled"
+    )
+    normal = gym.make_vec(env_id, num_envs=4, vectorization_mode="vector_entry_point")
+    assert frozen.metadata["autoreset_mode"].name == "DISABLED"
+    frozen.reset(seed=3)
+    normal.reset(seed=3)
+    rng = np.random.default_rng(0)
+    done = np.zeros(4, dtype=bool)
+    final_obs = {}
+    mixed_steps = 0
+    for _ in range(150):
+        actions = 3.0 * rng.uniform(-1, 1, (4, 8))
+        f, n = frozen.step(actions), normal.step(actions)
+        live = ~done
+        mixed_steps += bool(done.any() and live.any())
+        np.testing.assert_allclose(f[0][live], n[0][live], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(f[1][live], n[1][live], rtol=0, atol=1e-12)
+        for i in np.flatnonzero(done):
+            np.testing.assert_array_equal(f[0][i], final_obs[i])
+            assert f[1][i] == 0.0 and f[2][i]
+        for i in np.flatnonzero(live & f[2]):
+            final_obs[i] = f[0][i].copy()
+        done |= f[2]
+    assert mixed_steps > 0, "the run must cover steps with finished and running sub-envs"
+    with pytest.raises(ValueError, match="autoreset_mode"):
+        gym.make_vec(
+            env_id, num_envs=2, vectorization_mode="vector_entry_point", autoreset_mode="same_step"
+        )

@@ -124,6 +124,8 @@ def test_mask_after_ant_termination():
         n = int(lengths[e])
         assert ep.mask[:n, e].eq(1).all() and ep.mask[n:, e].eq(0).all()
         assert ep.rewards[n:, e].eq(0).all()
+        for name in ("observations", "actions", "log_probs"):
+            assert getattr(ep, name)[n:, e].eq(0).all(), f"{name} after termination"
         if n < 120:  # replay in a single env: the same actions end the episode at the same step
             env = gym.make(env_id)
             env.unwrapped.task = tasks[0]
