@@ -191,13 +191,14 @@ def _render(args: argparse.Namespace) -> int:
         raise UsageError(f"--out must end in .mp4 or .gif, got {out}")
     config, policy, _ = load_policy(args.run_dir)
     distribution = gym.make(config.env).unwrapped
-    if args.task is not None:
-        task = _parse_task_json(args.task)
-        try:
-            distribution.task = task  # validates against the env's task distribution
-        except ValueError as err:
-            raise UsageError(f"--task does not fit {config.env}: {err}") from None
-        tasks = [distribution.task]
+    if args.task:
+        tasks = []
+        for text in args.task:
+            try:
+                distribution.task = _parse_task_json(text)  # validates against the env
+            except ValueError as err:
+                raise UsageError(f"--task does not fit {config.env}: {err}") from None
+            tasks.append(distribution.task)
     else:
         tasks = held_out_tasks(distribution, args.tasks, args.seed)
     with Sampler(
@@ -303,7 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     render = commands.add_parser("render", help="video of the policy before and after adaptation")
     render.add_argument("run_dir", help="a training run directory")
     which = render.add_mutually_exclusive_group()
-    which.add_argument("--task", help="one task as JSON, e.g. '{\"direction\": -1}'")
+    which.add_argument(
+        "--task",
+        action="append",
+        help="a task as JSON, e.g. '{\"direction\": -1}'; repeat for more rows",
+    )
     which.add_argument("--tasks", type=int, default=1, help="N held-out tasks, one row each")
     render.add_argument("--steps", type=int, default=1, help="adaptation steps (one column each)")
     render.add_argument("--seed", type=int, default=1)

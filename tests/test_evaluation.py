@@ -122,6 +122,8 @@ def test_render_and_plot_commands(run_dir, tmp_path):
                 str(run_dir),
                 "--task",
                 '{"goal": [0.2, -0.3]}',
+                "--task",
+                '{"goal": [-0.4, 0.1]}',
                 "--out",
                 str(gif),
                 "--width",
@@ -136,6 +138,7 @@ def test_render_and_plot_commands(run_dir, tmp_path):
 
     frames = iio.imread(gif)
     assert frames.shape[0] == 1 + 20  # the initial frame, then one per step of the horizon
+    assert frames.shape[1] >= 2 * 64 and frames.shape[2] >= 2 * 64  # 2 tasks x (before, after)
     assert frames.std() > 0
     png = tmp_path / "curves.png"
     assert main(["plot", str(run_dir), "--out", str(png)]) == 0
