@@ -17,4 +17,5 @@ $metarl baseline oracle experiments/configs/halfcheetah-dir.yaml --timesteps 300
 $metarl evaluate "$run" --tasks 40 --steps 3 --episodes 20 --seed 1 --baselines "$baselines" \
   --out "$run/evaluation/results.json"
 $metarl plot "$run" --out "$run/curves.png"
-$metarl render "$run" --tasks 2 --steps 1 --seed 1 --width 200 --height 150 --fps 20 --out "$run/adapted.gif"
+$metarl render "$run" --task '{"direction": 1}' --task '{"direction": -1}' --steps 1 --seed 1 \
+  --width 200 --height 150 --fps 20 --out "$run/adapted.gif"
