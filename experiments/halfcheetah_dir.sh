@@ -18,4 +18,4 @@ $metarl evaluate "$run" --tasks 40 --steps 3 --episodes 20 --seed 1 --baselines 
   --out "$run/evaluation/results.json"
 $metarl plot "$run" --out "$run/curves.png"
 $metarl render "$run" --task '{"direction": 1}' --task '{"direction": -1}' --steps 1 --seed 1 \
-  --width 200 --height 150 --fps 20 --out "$run/adapted.gif"
+  --width 160 --height 120 --fps 20 --max-steps 100 --out "$run/adapted.gif"

@@ -216,7 +216,8 @@ def _render(args: argparse.Namespace) -> int:
         seed=args.seed,
         size=(args.width, args.height),
         fps=args.fps,
-        max_steps=config.horizon,
+        max_steps=min(args.max_steps or config.horizon, config.horizon),
+        deterministic=args.deterministic,
     )
     print(f"wrote {path}")
     return 0
@@ -316,6 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--width", type=int, default=320)
     render.add_argument("--height", type=int, default=240)
     render.add_argument("--fps", type=int, default=20)
+    render.add_argument(
+        "--max-steps", type=int, help="steps to show (default: the config's horizon)"
+    )
+    render.add_argument(
+        "--deterministic", action="store_true", help="act with the mean action instead of sampling"
+    )
     render.set_defaults(run=_render)
 
     plot = commands.add_parser("plot", help="pre/post-adaptation learning curves of runs")

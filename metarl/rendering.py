@@ -191,19 +191,26 @@ class _Panel:
         self.obs: np.ndarray | None = None
         self.trail: list[np.ndarray] = []
         self.total, self.steps, self.done = 0.0, 0, False
+        self.noise: torch.Generator | None = None
 
-    def reset(self, seed: int) -> None:
+    def reset(self, seed: int, deterministic: bool) -> None:
         self.obs, _ = self.env.reset(seed=seed)
+        # Every panel draws the same noise stream, so panels differ only by their parameters.
+        self.noise = None if deterministic else torch.Generator().manual_seed(seed)
         self.trail = [np.asarray(self.obs, dtype=np.float64).copy()]
 
     def step(self, policy: GaussianMLPPolicy, max_steps: int | None) -> None:
         obs = torch.as_tensor(self.obs, dtype=torch.float32)
         with torch.no_grad():
-            # The mean action: a video shows what the parameters encode, not the sampling noise.
-            action = distribution(policy, self.params, obs).mean.numpy()
-        space = self.env.action_space
-        if isinstance(space, gym.spaces.Box):
-            action = np.clip(action, space.low, space.high)
+            dist = distribution(policy, self.params, obs)
+            if self.noise is None:
+                action = dist.mean.numpy()
+            else:
+                # Sampled as the sampler samples (unclipped; the env clamps its controls):
+                # a meta-trained policy's gait can rely on its exploration noise, and its
+                # mean action alone may not move at all.
+                eps = torch.randn(dist.mean.shape, generator=self.noise)
+                action = (dist.mean + dist.stddev * eps).numpy()
         self.obs, reward, terminated, truncated, _ = self.env.step(action)
         self.trail.append(np.asarray(self.obs, dtype=np.float64).copy())
         self.total += float(reward)
@@ -318,12 +325,15 @@ def render_adaptation(
     fps: int = 20,
     size: tuple[int, int] = (320, 240),
     max_steps: int | None = None,
+    deterministic: bool = False,
 ) -> Path:
     """Render each task (rows) under each parameter set (columns) into one video.
 
     Every panel resets with the same ``seed``, so all panels of a row start from
-    the same state and differ only by their parameters. Actions are the
-    policy's *mean* (clipped to the action space), not samples. An episode ends
+    the same state and differ only by their parameters. Actions are sampled as
+    the sampler samples them (each panel from the same noise stream, seeded by
+    ``seed``), so the video shows the behaviour the returns measure;
+    ``deterministic=True`` shows the policy's mean action instead. An episode ends
     at termination, at the env's registered horizon, or after ``max_steps``;
     a panel that ended keeps its last frame (marked ``done``) while the others
     run on. The video has ``1 + the longest episode's steps`` frames: the
@@ -347,6 +357,7 @@ def render_adaptation(
         fps: frames per second of the video.
         size: ``(width, height)`` of one panel in pixels.
         max_steps: cap on the steps per episode.
+        deterministic: act with the mean instead of sampling.
 
     Returns:
         ``out`` as a Path.
@@ -383,7 +394,7 @@ def render_adaptation(
                 panels[-1].append(_Panel(env_id, task, column[k], caption, size))
         flat = [panel for row in panels for panel in row]
         for panel in flat:
-            panel.reset(seed)
+            panel.reset(seed, deterministic)
 
         out.parent.mkdir(parents=True, exist_ok=True)
         even = out.suffix.lower() == ".mp4"
