@@ -75,11 +75,15 @@ def _benchmark_sampler(args: argparse.Namespace) -> int:
         extra = f"  ({s['num_envs']} sub-envs)" if "num_envs" in s else ""
         print(
             f"  {kind + ' sampler':<28} {s['steps_per_s']:>12,.0f} steps/s"
+            f" ({s['collected_steps_per_s']:,.0f} before episode ends)"
             f"  peak {s['peak_rss_mib']:>5.0f} MiB{extra}"
         )
     ratios = r["ratios"]
     if ratios["batched_over_raw"] is not None:
-        print(f"  batched / raw physics: {ratios['batched_over_raw']:.2f}")
+        print(
+            f"  batched / raw physics: {ratios['batched_over_raw']:.2f}"
+            f" (steps before episode ends: {ratios['batched_collected_over_raw']:.2f})"
+        )
     print(f"  batched / sync: {ratios['batched_over_sync']:.2f}")
     return 0
 

@@ -44,3 +44,15 @@ def test_unknown_command_exits_nonzero():
     with pytest.raises(SystemExit) as exc:
         main(["fly"])
     assert exc.value.code != 0
+
+
+def test_benchmark_sampler_json_schema(capsys):
+    args = ["benchmark", "sampler", "--env", "metarl/Navigation2D-v0", "--tasks", "2"]
+    args += ["--episodes", "2", "--horizon", "5", "--repeats", "1", "--async-envs", "2", "--json"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["env"] == "metarl/Navigation2D-v0" and result["env_steps"] == 20
+    assert result["raw_physics_steps_per_s"] is None  # navigation has no MuJoCo physics
+    for kind in ("batched", "sync", "async"):
+        assert result["samplers"][kind]["steps_per_s"] > 0
+    assert result["ratios"]["batched_over_sync"] > 0
