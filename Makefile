@@ -24,9 +24,9 @@ test: lint
 	$(BIN)/pytest -q
 
 # The main job: a short meta-training run on 2-D navigation that shows one-step
-# adaptation being learned (a few minutes on 2 cores); prints where the results are.
+# adaptation being learned (about a minute on 2 cores); prints where the results are.
 demo: install
-	$(BIN)/metarl train experiments/configs/navigation2d.yaml --iterations 25
+	$(BIN)/metarl train experiments/configs/navigation2d.yaml --iterations 50
 
 # Step every environment with the batched engine and print steps per second.
 envs-demo: install
