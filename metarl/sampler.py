@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -349,7 +348,3 @@ class _Buffers:
 def _is_mujoco(env_id: str) -> bool:
     spec = gym.spec(env_id)
     return "navigation" not in str(spec.entry_point).lower()
-
-
-def default_num_threads() -> int:
-    return os.cpu_count() or 1
