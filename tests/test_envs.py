@@ -337,3 +337,17 @@ def test_disabled_autoreset_freezes_finished_sub_envs():
         gym.make_vec(
             env_id, num_envs=2, vectorization_mode="vector_entry_point", autoreset_mode="same_step"
         )
+
+
+def test_module_prefix_makes_ids_without_an_import():
+    import subprocess
+    import sys
+
+    code = (
+        "import gymnasium as gym; "
+        "e = gym.make('envs:metarl/HalfCheetahDir-v0'); "
+        "v = gym.make_vec('envs:metarl/Navigation2D-v0', num_envs=2, vectorization_mode='vector_entry_point'); "
+        "print(e.spec.id, type(v).__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["metarl/HalfCheetahDir-v0", "Navigation2DVectorEnv"]
