@@ -97,7 +97,11 @@ def fit_linear(features: Tensor, targets: Tensor, mask: Tensor, reg_coeff: float
     weights = torch.zeros_like(rhs)
     todo = torch.ones(gram.shape[:-2], dtype=torch.bool, device=x.device)
     for _ in range(MAX_REG_TRIES):
-        solution, info = torch.linalg.solve_ex(gram + reg[..., None, None] * eye, rhs)
+        # The ridge system is symmetric positive definite: Cholesky, not LU. Batched LU
+        # (torch 2.13, MKL) was seen to abort with "Pivots given to lu_solve must all be
+        # >= 1" on Ant's systems, whose never-touching bodies give all-zero features.
+        factor, info = torch.linalg.cholesky_ex(gram + reg[..., None, None] * eye)
+        solution = torch.cholesky_solve(rhs, factor)
         ok = (info == 0) & torch.isfinite(solution).all(dim=(-2, -1))
         newly = todo & ok
         weights = torch.where(newly[..., None, None], solution, weights)

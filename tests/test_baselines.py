@@ -159,3 +159,25 @@ def test_bad_arguments():
     single_task = LinearFeatureBaseline().fit(episodes, episodes.rewards)
     with pytest.raises(ValueError, match="task axes"):
         single_task.predict(stack_episodes([episodes, episodes]))
+
+
+def test_fit_on_ant_episodes_with_all_zero_contact_features():
+    """Regression: batched LU aborted ("Pivots given to lu_solve ...") on Ant's ridge systems."""
+    import numpy as np
+
+    from metarl.policies import GaussianMLPPolicy
+    from metarl.sampler import Sampler
+
+    torch.manual_seed(0)
+    with Sampler("metarl/AntVel-v0", 4, 5, 60) as sampler:
+        policy = GaussianMLPPolicy(sampler.obs_dim, sampler.act_dim)
+        tasks = sampler.sample_tasks(4, np.random.default_rng(0))
+        episodes = sampler.sample(policy, None, tasks, seed=0)
+    values = LinearFeatureBaseline().fit_predict(episodes, 0.99)
+    assert values.shape == episodes.rewards.shape
+    assert torch.isfinite(values).all()
+    assert values[episodes.mask == 0].eq(0).all()
+    per_task = torch.stack(
+        [LinearFeatureBaseline().fit_predict(episodes[k], 0.99) for k in range(4)]
+    )
+    torch.testing.assert_close(values, per_task, rtol=1e-6, atol=1e-6)
