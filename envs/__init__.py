@@ -34,13 +34,7 @@ def make_vector_env(
     module_name, class_name = env_class.split(":")
     module = __import__(module_name, fromlist=[class_name])
     cls = getattr(module, class_name)
-    if class_name == "Navigation2DEnv":
-        from envs.navigation import Navigation2DVectorEnv
-
-        return Navigation2DVectorEnv(num_envs, max_episode_steps=max_episode_steps, **kwargs)
-    from envs.locomotion import LocomotionVectorEnv
-
-    return LocomotionVectorEnv(cls, num_envs, max_episode_steps=max_episode_steps, **kwargs)
+    return cls.vector_env(num_envs, max_episode_steps=max_episode_steps, **kwargs)
 
 
 def register_envs() -> None:

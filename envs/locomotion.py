@@ -101,6 +101,11 @@ class LocomotionEnv(ArrayDefinitions, MujocoEnv, EzPickle):
         self._was_reset = False
 
     @classmethod
+    def vector_env(cls, num_envs: int, **kwargs: Any) -> LocomotionVectorEnv:
+        """This family's batched engine (the registry's ``vector_entry_point``)."""
+        return LocomotionVectorEnv(cls, num_envs, **kwargs)
+
+    @classmethod
     def observation_space_for(cls, model: mujoco.MjModel) -> gym.spaces.Box:
         zeros = {
             "qpos": np.zeros((1, model.nq)),

@@ -42,6 +42,11 @@ class Navigation2DEnv(ArrayDefinitions, gym.Env, EzPickle):
         self._was_reset = False
 
     @classmethod
+    def vector_env(cls, num_envs: int, **kwargs: Any) -> Navigation2DVectorEnv:
+        """The numpy batched engine (the registry's ``vector_entry_point``)."""
+        return Navigation2DVectorEnv(num_envs, **kwargs)
+
+    @classmethod
     def move(cls, position: np.ndarray, action: np.ndarray) -> np.ndarray:
         return position + np.clip(action, -cls.max_step, cls.max_step)
 

@@ -346,5 +346,7 @@ class _Buffers:
 
 
 def _is_mujoco(env_id: str) -> bool:
-    spec = gym.spec(env_id)
-    return "navigation" not in str(spec.entry_point).lower()
+    """Whether the env's batched engine is ``mujoco.batch`` (which takes ``num_threads``)."""
+    from envs.locomotion import LocomotionEnv
+
+    return isinstance(gym.make(env_id).unwrapped, LocomotionEnv)
