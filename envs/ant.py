@@ -29,14 +29,29 @@ class _Ant(LocomotionEnv):
     survive bonus of 0.05, and termination when the torso height leaves [0.2, 1.0]
     or the state is not finite. Velocities are the torso's xy displacement over
     ``dt = 0.05``.
+
+    Options (constructor keywords, Gymnasium Ant-v5 style): ``ctrl_cost_weight``
+    (0.005), ``contact_cost_weight`` (5e-4), ``survive_reward`` (0.05, paid every
+    step), ``healthy_z_range`` ((0.2, 1.0)), ``terminate_when_unhealthy`` (true;
+    false never ends an episode early, though a non-finite state still does),
+    ``exclude_current_positions_from_observation`` (true; false adds the torso's
+    x and y: 107 values).
     """
 
+    options: ClassVar[tuple[str, ...]] = (
+        *LocomotionEnv.options,
+        "contact_cost_weight",
+        "survive_reward",
+        "healthy_z_range",
+        "terminate_when_unhealthy",
+    )
     xml_file = "ant.xml"
     contact_sensor_body = "torso"
     ctrl_cost_weight: ClassVar[float] = 0.005
     contact_cost_weight: ClassVar[float] = 5e-4
-    survive_bonus: ClassVar[float] = 0.05
+    survive_reward: ClassVar[float] = 0.05
     healthy_z_range: ClassVar[tuple[float, float]] = (0.2, 1.0)
+    terminate_when_unhealthy: ClassVar[bool] = True
     default_camera_config: ClassVar[dict[str, float]] = {"distance": 4.0}
 
     @classmethod
@@ -47,7 +62,8 @@ class _Ant(LocomotionEnv):
     def observation(cls, state: Arrays) -> np.ndarray:
         n = len(state["qpos"])
         contacts = cls.contact_forces(state)[:, 1:].reshape(n, -1)
-        return np.concatenate([state["qpos"][:, 2:], state["qvel"], contacts], axis=1)
+        skip = 2 if cls.exclude_current_positions_from_observation else 0
+        return np.concatenate([state["qpos"][:, skip:], state["qvel"], contacts], axis=1)
 
     @classmethod
     def xy_velocity(cls, before: Arrays, state: Arrays) -> np.ndarray:
@@ -57,6 +73,8 @@ class _Ant(LocomotionEnv):
     def terminated(cls, state: Arrays) -> np.ndarray:
         finite = np.isfinite(state["qpos"]).all(axis=1) & np.isfinite(state["qvel"]).all(axis=1)
         low, high = cls.healthy_z_range
+        if not cls.terminate_when_unhealthy:
+            return ~finite
         z = state["qpos"][:, 2]
         return ~(finite & (z >= low) & (z <= high))
 
@@ -81,7 +99,7 @@ class _Ant(LocomotionEnv):
             "reward_ctrl": -cls.ctrl_cost_weight * np.sum(np.square(action), axis=1),
             "reward_contact": -cls.contact_cost_weight
             * np.sum(np.square(cls.contact_forces(state)).reshape(n, -1), axis=1),
-            "reward_survive": np.full(n, cls.survive_bonus),
+            "reward_survive": np.full(n, cls.survive_reward),
         }
 
     @classmethod

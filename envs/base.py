@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Real
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -183,7 +183,36 @@ class ArrayDefinitions(TaskDistribution):
     there is one copy of each formula. ``state`` is the family's physical state
     as named arrays (``qpos``/``qvel``/``cfrc_ext`` for MuJoCo, ``position``
     for navigation); ``before`` is the state at the start of the step.
+
+    A family's settings are class attributes; those named in ``options`` can be
+    changed per env with constructor keywords in Gymnasium v5 style
+    (``gym.make(id, ctrl_cost_weight=0.1)``, ``gym.make_vec(id, ..., **kwargs)``):
+    :meth:`with_options` gives the family with them changed, and both engines
+    evaluate the formulas on it.
     """
+
+    options: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def with_options(cls, **options: Any) -> type[ArrayDefinitions]:
+        """This family with the settings ``options`` changed (itself when there are none).
+
+        Raises:
+            TypeError: an unknown option (naming the valid ones).
+            ValueError: a value of the wrong type or out of range, naming the option.
+        """
+        if not options:
+            return cls
+        unknown = [name for name in options if name not in cls.options]
+        if unknown:
+            valid = ", ".join(cls.options) or "none"
+            raise TypeError(
+                f"{cls.__name__} got an unknown option {unknown[0]!r} (options: {valid})"
+            )
+        values = {
+            name: _check_option(name, value, getattr(cls, name)) for name, value in options.items()
+        }
+        return type(cls.__name__, (cls,), {"__module__": cls.__module__, **values})
 
     @classmethod
     def observation(cls, state: Arrays) -> np.ndarray:
@@ -216,6 +245,34 @@ class ArrayDefinitions(TaskDistribution):
         reward, parts = cls.reward(before, state, action, tasks)
         info = {**cls.step_info(before, state), **parts}
         return cls.observation(state), reward, cls.terminated(state), info
+
+
+def _check_option(name: str, value: Any, default: Any) -> Any:
+    """``value`` in the form of the option's default (bool, number or (low, high) range)."""
+    if isinstance(default, bool):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"option {name!r} must be true or false, got {value!r}")
+        return bool(value)
+    if isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
+            raise ValueError(f"option {name!r} must be a finite number, got {value!r}")
+        if value < 0:
+            raise ValueError(f"option {name!r} must be non-negative, got {value!r}")
+        return float(value)
+    if isinstance(default, tuple):
+        ok = (
+            isinstance(value, (Sequence, np.ndarray))
+            and not isinstance(value, str)
+            and len(value) == 2
+            and all(isinstance(v, Real) and not isinstance(v, bool) for v in value)
+            and value[0] < value[1]
+        )
+        if not ok:
+            raise ValueError(
+                f"option {name!r} must be a range [low, high] with low < high, got {value!r}"
+            )
+        return (float(value[0]), float(value[1]))
+    raise AssertionError(f"option {name!r} has an unsupported default {default!r}")
 
 
 def first(arrays: Arrays) -> dict[str, Any]:

@@ -15,6 +15,11 @@ __all__ = ["HalfCheetahDirEnv", "HalfCheetahVelEnv"]
 class _HalfCheetah(LocomotionEnv):
     """Gymnasium's HalfCheetah-v5 model and observation (17: qpos without x, qvel).
 
+    Options (constructor keywords): ``exclude_current_positions_from_observation``
+    (default true; false adds the root's x position, as rllab's and
+    pytorch-maml-rl's observation of the torso's position does: 18 values),
+    ``ctrl_cost_weight`` (default 0.05).
+
     The control cost is 0.05 * sum(a^2), the MAML paper's (rllab) weight, not
     Gymnasium's 0.1. The forward velocity is the root's x displacement over
     ``dt = 0.05`` (5 frames of 0.01 s).
@@ -26,7 +31,8 @@ class _HalfCheetah(LocomotionEnv):
 
     @classmethod
     def observation(cls, state: Arrays) -> np.ndarray:
-        return np.concatenate([state["qpos"][:, 1:], state["qvel"]], axis=1)
+        skip = 1 if cls.exclude_current_positions_from_observation else 0
+        return np.concatenate([state["qpos"][:, skip:], state["qvel"]], axis=1)
 
     @classmethod
     def forward_velocity(cls, before: Arrays, state: Arrays) -> np.ndarray:

@@ -61,10 +61,19 @@ class LocomotionEnv(ArrayDefinitions, MujocoEnv, EzPickle):
     Args:
         task: the initial task (default: a fixed draw from the distribution).
         render_mode, width, height, camera_id, camera_name: as Gymnasium's ``MujocoEnv``.
+        **options: the family's settings to change, by name (its ``options``; for
+            example ``exclude_current_positions_from_observation=False``).
     """
 
+    options: ClassVar[tuple[str, ...]] = (
+        "exclude_current_positions_from_observation",
+        "ctrl_cost_weight",
+    )
     xml_file: ClassVar[str]
     frame_skip: ClassVar[int] = 5
+    exclude_current_positions_from_observation: ClassVar[bool] = True
+    """Leave the root's horizontal position out of the observation (Gymnasium v5's default)."""
+    ctrl_cost_weight: ClassVar[float]
     reset_noise_scale: ClassVar[float] = 0.1
     # Body that carries the contact-force probe; None for families that ignore contacts.
     contact_sensor_body: ClassVar[str | None] = None
@@ -82,8 +91,10 @@ class LocomotionEnv(ArrayDefinitions, MujocoEnv, EzPickle):
         height: int = 480,
         camera_id: int | None = None,
         camera_name: str | None = None,
+        **options: Any,
     ) -> None:
-        EzPickle.__init__(self, task, render_mode, width, height, camera_id, camera_name)
+        EzPickle.__init__(self, task, render_mode, width, height, camera_id, camera_name, **options)
+        self.definitions = type(self).with_options(**options)
         MujocoEnv.__init__(
             self,
             str(ASSETS / self.xml_file),
@@ -96,14 +107,23 @@ class LocomotionEnv(ArrayDefinitions, MujocoEnv, EzPickle):
             camera_name=camera_name,
             default_camera_config=dict(self.default_camera_config),
         )
-        self.observation_space = self.observation_space_for(self.model)
+        self.observation_space = self.definitions.observation_space_for(self.model)
         self._init_task(task)
         self._was_reset = False
 
     @classmethod
-    def vector_env(cls, num_envs: int, **kwargs: Any) -> LocomotionVectorEnv:
+    def vector_env(
+        cls,
+        num_envs: int,
+        max_episode_steps: int | None = None,
+        num_threads: int = 0,
+        autoreset_mode: str = "next_step",
+        **options: Any,
+    ) -> LocomotionVectorEnv:
         """This family's batched engine (the registry's ``vector_entry_point``)."""
-        return LocomotionVectorEnv(cls, num_envs, **kwargs)
+        return LocomotionVectorEnv(
+            cls.with_options(**options), num_envs, max_episode_steps, num_threads, autoreset_mode
+        )
 
     @classmethod
     def observation_space_for(cls, model: mujoco.MjModel) -> gym.spaces.Box:
@@ -153,10 +173,10 @@ class LocomotionEnv(ArrayDefinitions, MujocoEnv, EzPickle):
         qvel = self.init_qvel + s * self.np_random.standard_normal(self.model.nv)
         self.set_state(qpos, qvel)
         self._was_reset = True
-        return self.observation(self._physics_state())[0]
+        return self.definitions.observation(self._physics_state())[0]
 
     def _get_reset_info(self) -> dict[str, Any]:
-        return first(self.reset_info(self._physics_state()))
+        return first(self.definitions.reset_info(self._physics_state()))
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self._was_reset:
@@ -164,7 +184,7 @@ class LocomotionEnv(ArrayDefinitions, MujocoEnv, EzPickle):
         action = np.asarray(action, dtype=np.float64)
         before = self._physics_state()
         self.do_simulation(action, self.frame_skip)
-        obs, reward, terminated, info = self.step_arrays(
+        obs, reward, terminated, info = self.definitions.step_arrays(
             before, self._physics_state(), action[None], self._task_arrays
         )
         if self.render_mode == "human":

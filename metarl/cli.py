@@ -194,7 +194,7 @@ def _render(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".mp4", ".gif"):
         raise UsageError(f"--out must end in .mp4 or .gif, got {out}")
     config, policy, _ = load_policy(args.run_dir)
-    distribution = gym.make(config.env).unwrapped
+    distribution = gym.make(config.env, **config.env_kwargs).unwrapped
     if args.task:
         tasks = []
         for text in args.task:
@@ -206,7 +206,12 @@ def _render(args: argparse.Namespace) -> int:
     else:
         tasks = held_out_tasks(distribution, args.tasks, args.seed)
     with Sampler(
-        config.env, len(tasks), config.episodes_per_task, config.horizon, kind=config.sampler.kind
+        config.env,
+        len(tasks),
+        config.episodes_per_task,
+        config.horizon,
+        kind=config.sampler.kind,
+        env_kwargs=config.env_kwargs,
     ) as sampler:
         _, history = adaptation_curve(
             policy, sampler, tasks, args.steps, config.adaptation.lrs[0], config, args.seed
@@ -222,6 +227,7 @@ def _render(args: argparse.Namespace) -> int:
         fps=args.fps,
         max_steps=min(args.max_steps or config.horizon, config.horizon),
         deterministic=args.deterministic,
+        env_kwargs=config.env_kwargs,
     )
     print(f"wrote {path}")
     return 0

@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
-from metarl.policies import ACTIVATIONS
+from metarl.policies import ACTIVATIONS, INITS
 
 __all__ = [
     "FVP_KINDS",
@@ -127,6 +127,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if value not in typing.get_args(hint):
             raise _err(key, f"must be {typing.get_args(hint)[0]!r}, got {value!r}")
         return value
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise _err(key, f"expected a mapping, got {_type_name(value)} {value!r}")
+        for name in value:
+            if not isinstance(name, str):
+                raise _err(key, f"keys must be strings, got {_type_name(name)} {name!r}")
+        return {name: _plain(v, f"{key}.{name}") for name, v in value.items()}
     if origin is list:
         if not isinstance(value, list | tuple):
             raise _err(key, f"expected a list, got {_type_name(value)} {value!r}")
@@ -145,6 +152,17 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return _from_mapping(hint, value, key)
     raise TypeError(f"config field {key} has an unsupported type {hint!r}")  # a bug here
+
+
+def _plain(value: Any, key: str) -> Any:
+    """A YAML scalar or list of scalars, as given (the receiver checks its meaning)."""
+    if isinstance(value, bool | int | str) or (isinstance(value, float) and math.isfinite(value)):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    raise _err(
+        key, f"expected a finite number, bool, string or list, got {_type_name(value)} {value!r}"
+    )
 
 
 def _coerce_variant(value: Any, options: tuple[type, ...], key: str) -> Any:
@@ -244,13 +262,19 @@ class PolicyConfig(_Checked):
     activation: str = "relu"
     """Hidden activation: one of metarl.policies.ACTIVATIONS (relu, tanh, elu)."""
     init_std: float = 1.0
-    """Initial action standard deviation (rllab GaussianMLPPolicy default)."""
+    """Initial standard deviation of the action the env receives (rllab's default: 1)."""
+    init: str = "torch"
+    """Linear-layer initialisation: one of metarl.policies.INITS (xavier_uniform, torch)."""
+    action_scale: float = 1.0
+    """Env action = network action times this (pytorch-maml-rl: 0.1); see GaussianMLPPolicy."""
 
     def _check(self) -> None:
         for i, width in enumerate(self.hidden_sizes):
             _positive(width, f"hidden_sizes[{i}]")
         _one_of(self.activation, sorted(ACTIVATIONS), "activation")
         _positive(self.init_std, "init_std")
+        _one_of(self.init, sorted(INITS), "init")
+        _positive(self.action_scale, "action_scale")
 
 
 @dataclass(frozen=True)
@@ -364,6 +388,8 @@ class Config(_Checked):
 
     env: str
     """Gymnasium id of the task distribution, ``namespace/Name-vN``."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Constructor keywords of the env (its options, e.g. ``ctrl_cost_weight``), for every engine."""
     seed: int = 0
     """Seed of every random generator of the run."""
     iterations: int = 500

@@ -156,7 +156,12 @@ def evaluate(
         "episodes": episodes,
     }
     with Sampler(
-        config.env, num_tasks, episodes, config.horizon, kind=config.sampler.kind
+        config.env,
+        num_tasks,
+        episodes,
+        config.horizon,
+        kind=config.sampler.kind,
+        env_kwargs=config.env_kwargs,
     ) as sampler:
         results["metarl"] = curve_of(policy)
         torch.manual_seed(seed)
@@ -166,7 +171,7 @@ def evaluate(
             from metarl.sb3 import load_pretrained
 
             results["baselines"]["pretrained"] = curve_of(
-                load_pretrained(baseline_paths["pretrained"])
+                load_pretrained(baseline_paths["pretrained"], config.policy.action_scale)
             )
     if "oracle" in baseline_paths:
         from metarl.sb3 import oracle_returns

@@ -8,7 +8,7 @@ on a parameter dict, never through hand-written layer calls.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +16,7 @@ from torch.distributions import Independent, Normal
 
 __all__ = [
     "ACTIVATIONS",
+    "INITS",
     "GaussianMLPPolicy",
     "Params",
     "distribution",
@@ -28,6 +29,28 @@ Params = dict[str, Tensor]
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
 
 
+def _xavier_uniform(layer: nn.Linear) -> None:
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.zeros_(layer.bias)
+
+
+def _torch_default(layer: nn.Linear) -> None:
+    del layer  # nn.Linear initialised itself when it was built
+
+
+INITS: dict[str, Callable[[nn.Linear], None]] = {
+    "xavier_uniform": _xavier_uniform,
+    "torch": _torch_default,
+}
+"""Weight initialisations of the mean network's linear layers, by name.
+
+``xavier_uniform``: Glorot-uniform weights, zero biases, as rllab's MLP
+(``rllab/core/network.py``) and pytorch-maml-rl (``policies/policy.py``
+``weight_init``). ``torch``: ``nn.Linear``'s own default (Kaiming-uniform with
+``a = sqrt(5)``), which gives smaller weights.
+"""
+
+
 class GaussianMLPPolicy(nn.Module):
     """A diagonal Gaussian whose mean is an MLP of the observation.
 
@@ -36,8 +59,19 @@ class GaussianMLPPolicy(nn.Module):
         act_dim: size of the action vector.
         hidden_sizes: widths of the hidden layers (the paper: two layers of 100).
         activation: ``relu``, ``tanh`` or ``elu``.
-        init_std: initial standard deviation, state independent and learnable
-            through its logarithm ``log_std``.
+        init_std: initial standard deviation of the action the env receives
+            (state independent, learnable through ``log_std``).
+        init: initialisation of the linear layers, a key of :data:`INITS`.
+        action_scale: the network acts in units of ``1 / action_scale``: the
+            distribution's mean and std are the network's outputs times
+            ``action_scale``. pytorch-maml-rl's policy acts in a space scaled by
+            10 (its ``NormalizedActionWrapper(scale=10)``), which is
+            ``action_scale=0.1``. The distribution in env units is what every
+            caller sees; the scale changes only how a gradient step in the
+            parameters moves it (the output layer's step shrinks by
+            ``action_scale^2`` relative to the hidden layers').
+
+    ``log_std`` holds ``log(std / action_scale)``.
     """
 
     def __init__(
@@ -47,21 +81,31 @@ class GaussianMLPPolicy(nn.Module):
         hidden_sizes: Sequence[int] = (100, 100),
         activation: str = "relu",
         init_std: float = 1.0,
+        init: str = "torch",
+        action_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        if init_std <= 0:
+        if init not in INITS:
+            raise ValueError(f"init must be one of {sorted(INITS)}, got {init!r}")
+        if not init_std > 0:
             raise ValueError(f"init_std must be positive, got {init_std}")
+        if not (action_scale > 0 and math.isfinite(action_scale)):
+            raise ValueError(f"action_scale must be positive and finite, got {action_scale}")
         self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.action_scale = float(action_scale)
         layers: list[nn.Module] = []
         last = obs_dim
         for width in hidden_sizes:
             layers += [nn.Linear(last, width), ACTIVATIONS[activation]()]
             last = width
         layers.append(nn.Linear(last, act_dim))
+        for layer in layers:
+            if isinstance(layer, nn.Linear):
+                INITS[init](layer)
         self.mean = nn.Sequential(*layers)
-        self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
+        self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std / action_scale)))
 
     def forward(self, obs: Tensor, *, stats: bool = False) -> Independent | tuple[Tensor, Tensor]:
         """The action distribution at ``obs``; ``stats=True`` gives ``(mean, std)`` instead.
@@ -71,6 +115,8 @@ class GaussianMLPPolicy(nn.Module):
         """
         mean = self.mean(obs)
         std = self.log_std.exp().expand_as(mean)
+        if self.action_scale != 1.0:
+            mean, std = mean * self.action_scale, std * self.action_scale
         if stats:
             return mean, std
         return Independent(Normal(mean, std), 1)

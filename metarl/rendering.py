@@ -174,17 +174,23 @@ class _Panel:
         params: Params,
         caption: str,
         size: tuple[int, int],
+        env_kwargs: Mapping[str, Any],
     ) -> None:
         creator = load_env_creator(gym.spec(env_id).entry_point)
         self.drawn = isinstance(creator, type) and issubclass(creator, Navigation2DEnv)
         if self.drawn:
-            self.env = gym.make(env_id)
+            self.env = gym.make(env_id, **env_kwargs)
         else:
             ensure_gl_backend()
             # Gymnasium falls back to its free camera when the model has no "track".
             camera = {"camera_name": "track"} if _is_mujoco(creator) else {}
             self.env = gym.make(
-                env_id, render_mode="rgb_array", width=size[0], height=size[1], **camera
+                env_id,
+                render_mode="rgb_array",
+                width=size[0],
+                height=size[1],
+                **camera,
+                **env_kwargs,
             )
         self.env.unwrapped.task = task  # ValueError naming the key for a bad task
         self.task, self.params, self.caption, self.size = dict(task), params, caption, size
@@ -206,11 +212,12 @@ class _Panel:
             if self.noise is None:
                 action = dist.mean.numpy()
             else:
-                # Sampled as the sampler samples (unclipped; the env clamps its controls):
-                # a meta-trained policy's gait can rely on its exploration noise, and its
-                # mean action alone may not move at all.
+                # Sampled as the sampler samples: a meta-trained policy's gait can rely
+                # on its exploration noise, and its mean action alone may not move at all.
                 eps = torch.randn(dist.mean.shape, generator=self.noise)
                 action = (dist.mean + dist.stddev * eps).numpy()
+        space = self.env.action_space
+        action = np.clip(action, space.low, space.high)  # as the sampler does
         self.obs, reward, terminated, truncated, _ = self.env.step(action)
         self.trail.append(np.asarray(self.obs, dtype=np.float64).copy())
         self.total += float(reward)
@@ -326,6 +333,7 @@ def render_adaptation(
     size: tuple[int, int] = (320, 240),
     max_steps: int | None = None,
     deterministic: bool = False,
+    env_kwargs: Mapping[str, Any] | None = None,
 ) -> Path:
     """Render each task (rows) under each parameter set (columns) into one video.
 
@@ -358,6 +366,7 @@ def render_adaptation(
         size: ``(width, height)`` of one panel in pixels.
         max_steps: cap on the steps per episode.
         deterministic: act with the mean instead of sampling.
+        env_kwargs: constructor keywords of the env (its options), as in training.
 
     Returns:
         ``out`` as a Path.
@@ -391,7 +400,7 @@ def render_adaptation(
         for k, task in enumerate(tasks):
             panels.append([])
             for column, caption in zip(columns, captions, strict=True):
-                panels[-1].append(_Panel(env_id, task, column[k], caption, size))
+                panels[-1].append(_Panel(env_id, task, column[k], caption, size, env_kwargs or {}))
         flat = [panel for row in panels for panel in row]
         for panel in flat:
             panel.reset(seed, deterministic)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +68,7 @@ class Sampler:
         pipeline: overlap the policy with physics by stepping two groups of sub-envs
             in turn (batched engine only).
         step_timeout: seconds to wait for an async worker before declaring it dead.
+        env_kwargs: constructor keywords of the env (its options), for every kind.
 
     Use it as a context manager (``with Sampler(...) as sampler:``) so that its
     workers are closed on exit, on error and on Ctrl-C.
@@ -83,6 +84,7 @@ class Sampler:
         num_threads: int = 0,
         pipeline: bool = True,
         step_timeout: float = 30.0,
+        env_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         if kind not in SAMPLER_KINDS:
             raise ValueError(f"sampler kind must be one of {SAMPLER_KINDS}, got {kind!r}")
@@ -98,6 +100,7 @@ class Sampler:
         self.num_tasks, self.episodes_per_task, self.horizon = num_tasks, episodes_per_task, horizon
         self.num_envs = num_tasks * episodes_per_task
         self.step_timeout = step_timeout
+        self.env_kwargs = dict(env_kwargs or {})
         self._pool: ThreadPoolExecutor | None = None
         self._groups: list[_Group] = []
         try:
@@ -117,6 +120,7 @@ class Sampler:
                         # physics is skipped instead of running a discarded new episode.
                         autoreset_mode="disabled",
                         **({"num_threads": num_threads} if _is_mujoco(env_id) else {}),
+                        **self.env_kwargs,
                     )
                     rows = slice(lo * episodes_per_task, hi * episodes_per_task)
                     self._groups.append(_Group(vec, rows, slice(lo, hi)))
@@ -128,6 +132,7 @@ class Sampler:
                     num_envs=self.num_envs,
                     vectorization_mode=kind,
                     max_episode_steps=horizon,
+                    **self.env_kwargs,
                 )
                 self._groups.append(_Group(vec, slice(0, self.num_envs), slice(0, num_tasks)))
         except BaseException:
@@ -136,6 +141,9 @@ class Sampler:
         first = self._groups[0].env
         self.obs_dim = int(np.prod(first.single_observation_space.shape))
         self.act_dim = int(np.prod(first.single_action_space.shape))
+        space = first.single_action_space
+        self.action_low = np.asarray(space.low, dtype=np.float64).reshape(-1)
+        self.action_high = np.asarray(space.high, dtype=np.float64).reshape(-1)
 
     # --- lifetime ---------------------------------------------------------------------------
     def __enter__(self) -> Sampler:
@@ -189,7 +197,8 @@ class Sampler:
         if len(tasks) != self.num_tasks:
             raise ValueError(f"expected {self.num_tasks} tasks, got {len(tasks)}")
         params = {k: v.detach() for k, v in (params or dict(policy.named_parameters())).items()}
-        stacked = self._is_stacked(policy, params)
+        if not self._is_stacked(policy, params):
+            params = {name: p.expand(self.num_tasks, *p.shape) for name, p in params.items()}
         T, N = self.horizon, self.num_envs
         E = self.episodes_per_task
         for group in self._groups:
@@ -205,15 +214,15 @@ class Sampler:
             rows = group.rows
             obs_t = torch.as_tensor(obs, dtype=torch.float32).reshape(-1, self.obs_dim)
             self._check_finite(obs_t.numpy(), alive[rows], "observation", rows, tasks, t)
-            if stacked:
-                k = group.tasks
-                task_params = {name: p[k] for name, p in params.items()}
-                mean, std = torch.func.vmap(
-                    lambda p, o: torch.func.functional_call(policy, p, (o,), {"stats": True})
-                )(task_params, obs_t.reshape(k.stop - k.start, E, self.obs_dim))
-                mean, std = mean.reshape(-1, self.act_dim), std.reshape(-1, self.act_dim)
-            else:
-                mean, std = torch.func.functional_call(policy, params, (obs_t,), {"stats": True})
+            # Always per task (shared params as per-task views): a sub-env's action then
+            # comes from the same [E, obs] product whatever the grouping of tasks, so the
+            # episodes do not depend on the pipeline's split down to the last bit.
+            k = group.tasks
+            task_params = {name: p[k] for name, p in params.items()}
+            mean, std = torch.func.vmap(
+                lambda p, o: torch.func.functional_call(policy, p, (o,), {"stats": True})
+            )(task_params, obs_t.reshape(k.stop - k.start, E, self.obs_dim))
+            mean, std = mean.reshape(-1, self.act_dim), std.reshape(-1, self.act_dim)
             eps = noise[t, rows]
             action = mean + std * eps
             # log N(a; mean, std) with a = mean + std * eps, summed over action dimensions.
@@ -221,7 +230,10 @@ class Sampler:
             buf.observations[t, rows] = obs_t.numpy()
             buf.actions[t, rows] = action.numpy()
             buf.log_probs[t, rows] = log_prob.numpy()
-            return action.numpy().astype(np.float64)
+            # The env gets the action clipped to its bounds; the episodes keep the
+            # sample, whose log-probability the objectives see (stable-baselines3's
+            # convention; rllab's `normalize` clips too).
+            return np.clip(action.numpy().astype(np.float64), self.action_low, self.action_high)
 
         def record(group: _Group, t: int, result: tuple) -> np.ndarray:
             obs, reward, terminated, _, _ = result

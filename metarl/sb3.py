@@ -128,17 +128,24 @@ def to_sb3(
     sb3_linears = [m for m in model.policy.mlp_extractor.policy_net if isinstance(m, nn.Linear)]
     sb3_linears.append(model.policy.action_net)
     names = {id(module): name for name, module in policy.named_modules()}
+    # SB3 acts in env units: the policy's action_scale is folded into the output layer.
+    scale = policy.action_scale
     with torch.no_grad():
         for ours, theirs in zip(linears, sb3_linears, strict=True):
             prefix = names[id(ours)]
-            theirs.weight.copy_(params[f"{prefix}.weight"].detach())
-            theirs.bias.copy_(params[f"{prefix}.bias"].detach())
-        model.policy.log_std.copy_(params["log_std"].detach())
+            factor = scale if ours is linears[-1] else 1.0
+            theirs.weight.copy_(factor * params[f"{prefix}.weight"].detach())
+            theirs.bias.copy_(factor * params[f"{prefix}.bias"].detach())
+        model.policy.log_std.copy_(params["log_std"].detach() + math.log(scale))
     return model
 
 
-def from_sb3(model: PPO) -> GaussianMLPPolicy:
+def from_sb3(model: PPO, action_scale: float = 1.0) -> GaussianMLPPolicy:
     """The metarl policy with the actor of an SB3 ``PPO`` ``MlpPolicy`` (value net dropped).
+
+    ``action_scale`` gives the policy that parameterisation (see
+    :class:`~metarl.policies.GaussianMLPPolicy`) with the same action distribution,
+    so that a pretrained baseline is adapted in the meta-trained policy's units.
 
     Raises:
         ValueError: the model is not a plain Gaussian MLP actor (gSDE, tanh
@@ -169,13 +176,15 @@ def from_sb3(model: PPO) -> GaussianMLPPolicy:
         hidden_sizes=[layer.out_features for layer in sb3_linears],
         activation=names[0],
         init_std=math.exp(float(sb3_policy.log_std.detach().mean())),
+        action_scale=action_scale,
     )
     ours, _ = _architecture(policy)
     with torch.no_grad():
         for mine, theirs in zip(ours, [*sb3_linears, sb3_policy.action_net], strict=True):
-            mine.weight.copy_(theirs.weight.detach().cpu())
-            mine.bias.copy_(theirs.bias.detach().cpu())
-        policy.log_std.copy_(sb3_policy.log_std.detach().cpu())
+            factor = 1.0 / action_scale if mine is ours[-1] else 1.0
+            mine.weight.copy_(factor * theirs.weight.detach().cpu())
+            mine.bias.copy_(factor * theirs.bias.detach().cpu())
+        policy.log_std.copy_(sb3_policy.log_std.detach().cpu() - math.log(action_scale))
     return policy
 
 
@@ -440,9 +449,12 @@ def _load(path: str | os.PathLike[str]) -> PPO:
     return PPO.load(path, device="cpu")
 
 
-def load_pretrained(path: str | os.PathLike[str]) -> GaussianMLPPolicy:
-    """The metarl policy saved by :func:`train_pretrained` (any SB3 ``MlpPolicy`` PPO zip)."""
-    return from_sb3(_load(path))
+def load_pretrained(path: str | os.PathLike[str], action_scale: float = 1.0) -> GaussianMLPPolicy:
+    """The metarl policy saved by :func:`train_pretrained` (any SB3 ``MlpPolicy`` PPO zip).
+
+    ``action_scale``: the parameterisation to load it in (see :func:`from_sb3`).
+    """
+    return from_sb3(_load(path), action_scale)
 
 
 def oracle_returns(

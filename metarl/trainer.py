@@ -61,6 +61,8 @@ def make_policy(config: Config, obs_dim: int, act_dim: int) -> GaussianMLPPolicy
         hidden_sizes=tuple(config.policy.hidden_sizes),
         activation=config.policy.activation,
         init_std=config.policy.init_std,
+        init=config.policy.init,
+        action_scale=config.policy.action_scale,
     )
 
 
@@ -98,7 +100,7 @@ class Trainer:
         self.checkpoint_path = self.run_dir / "checkpoints" / "latest.pt"
         self.progress_path = self.run_dir / "progress.csv"
         envs.register_envs()
-        probe = _make_probe_env(config.env)
+        probe = _make_probe_env(config.env, config.env_kwargs)
         self.task_distribution = probe.unwrapped
         obs_dim = int(np.prod(probe.observation_space.shape))
         act_dim = int(np.prod(probe.action_space.shape))
@@ -320,16 +322,24 @@ class Trainer:
             c.horizon,
             kind=c.sampler.kind,
             num_threads=c.sampler.num_threads,
+            env_kwargs=c.env_kwargs,
         )
 
 
-def _make_probe_env(env_id: str):
+def _make_probe_env(env_id: str, env_kwargs: dict[str, Any] | None = None):
     import gymnasium as gym
 
     try:
-        return gym.make(env_id)
+        probe = gym.make(env_id)
     except gym.error.Error as err:
         raise ConfigError(f"is not a registered environment ({err})", key="env") from None
+    if not env_kwargs:
+        return probe
+    probe.close()
+    try:
+        return gym.make(env_id, **env_kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"not accepted by {env_id}: {err}", key="env_kwargs") from None
 
 
 def load_checkpoint(run_dir: str | os.PathLike[str]) -> dict[str, Any]:

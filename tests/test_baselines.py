@@ -111,19 +111,43 @@ def _singular_system():
     return features, targets, mask
 
 
-def test_regulariser_escalates_on_singular_system(monkeypatch):
+def _failing_cholesky(failures: int):
+    """``torch.linalg.cholesky_ex`` that reports a failed factorisation for its first ``failures`` calls.
+
+    Whether a nearly singular ridge system factorises at a given coefficient depends on
+    the BLAS's rounding; the escalation logic is tested on a failure that is certain.
+    """
+    real = torch.linalg.cholesky_ex
+    calls = []
+
+    def cholesky_ex(matrix):
+        factor, info = real(matrix)
+        calls.append(matrix.clone())
+        if len(calls) <= failures:
+            info = torch.ones_like(info)
+        return factor, info
+
+    return cholesky_ex, calls
+
+
+def test_regulariser_escalates_while_the_factorisation_fails(monkeypatch):
     features, targets, mask = _singular_system()
+    gram = features.view(10, 3).T @ features.view(10, 3)
+    eye = torch.eye(3, dtype=torch.float64)
     with monkeypatch.context() as patch:
         # With a single try, the first ridge coefficient is all there is: it fails.
         patch.setattr(baselines, "MAX_REG_TRIES", 1)
+        patch.setattr(torch.linalg, "cholesky_ex", _failing_cholesky(1)[0])
         with pytest.raises(RuntimeError, match="no finite solution"):
             fit_linear(features, targets, mask, reg_coeff=1e-5)
-    gram = features.view(10, 3).T @ features.view(10, 3)
-    # Precondition: at the first ridge coefficient the solve really fails.
-    _, info = torch.linalg.solve_ex(gram + 1e-5 * torch.eye(3, dtype=torch.float64), gram[:, :1])
-    assert info.item() != 0
-    weights = fit_linear(features, targets, mask, reg_coeff=1e-5)
-    assert torch.isfinite(weights).all()
+    with monkeypatch.context() as patch:
+        fake, calls = _failing_cholesky(2)
+        patch.setattr(torch.linalg, "cholesky_ex", fake)
+        weights = fit_linear(features, targets, mask, reg_coeff=1e-5)
+    # Two failures: the coefficient went 1e-5 -> 1e-4 -> 1e-3, and the third system was solved.
+    assert len(calls) == 3
+    for call, reg in zip(calls, (1e-5, 1e-4, 1e-3), strict=True):
+        torch.testing.assert_close(call, gram + reg * eye)
     torch.testing.assert_close(features @ weights, targets, rtol=1e-6, atol=1e-3)
 
 

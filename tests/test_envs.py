@@ -351,3 +351,100 @@ def test_module_prefix_makes_ids_without_an_import():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["metarl/HalfCheetahDir-v0", "Navigation2DVectorEnv"]
+
+
+# --- options (Gymnasium v5 style constructor keywords) ------------------------------------
+
+ANT_OPTIONS = {
+    "ctrl_cost_weight": 0.5,
+    "contact_cost_weight": 1e-3,
+    "survive_reward": 1.0,
+    "healthy_z_range": [0.3, 1.5],
+    "terminate_when_unhealthy": False,
+    "exclude_current_positions_from_observation": False,
+}
+
+
+@pytest.mark.parametrize(
+    ("env_id", "options"),
+    [
+        ("metarl/HalfCheetahDir-v0", {"exclude_current_positions_from_observation": False}),
+        ("metarl/HalfCheetahVel-v0", {"ctrl_cost_weight": 0.1}),
+        ("metarl/AntDir-v0", ANT_OPTIONS),
+        ("metarl/AntGoal-v0", {"exclude_current_positions_from_observation": False}),
+    ],
+)
+def test_options_reach_both_engines_alike(env_id, options):
+    n = 4
+    batched = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point", **options)
+    sync = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync", **options)
+    plain = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point")
+    tasks = batched.unwrapped.sample_tasks(n, np.random.default_rng(1))
+    for vec in (batched, sync, plain):
+        vec.set_attr("task", tasks)
+    ob, _ = batched.reset(seed=3)
+    os_, _ = sync.reset(seed=3)
+    plain.reset(seed=3)
+    np.testing.assert_allclose(ob, os_, rtol=0, atol=1e-8)
+    rng = np.random.default_rng(0)
+    differs = False
+    for t in range(30):
+        actions = rng.uniform(-1, 1, (n, *batched.single_action_space.shape))
+        b, s, p = batched.step(actions), sync.step(actions), plain.step(actions)
+        _assert_same_step(b, s, f"{env_id} step {t}")
+        differs |= b[0].shape != p[0].shape or not np.allclose(b[1], p[1])
+    assert differs, "the options must change the observation or the reward"
+
+
+def test_observation_with_positions():
+    env = gym.make("metarl/HalfCheetahDir-v0", exclude_current_positions_from_observation=False)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (18,) and env.observation_space.shape == (18,)
+    assert obs[0] == pytest.approx(env.unwrapped.data.qpos[0])
+    ant = gym.make("metarl/AntGoal-v0", exclude_current_positions_from_observation=False)
+    obs, _ = ant.reset(seed=0)
+    assert obs.shape == (107,)
+    np.testing.assert_allclose(obs[:2], ant.unwrapped.data.qpos[:2])
+
+
+def test_ant_options_change_the_reward_parts_and_termination():
+    env = gym.make("metarl/AntVel-v0", **ANT_OPTIONS)
+    env.unwrapped.task = {"velocity": 1.0}
+    env.reset(seed=0)
+    action = np.full(8, 0.5)
+    _, reward, _, _, info = env.step(action)
+    assert info["reward_survive"] == 1.0
+    assert info["reward_ctrl"] == pytest.approx(-0.5 * np.sum(action**2))
+    assert reward == pytest.approx(
+        info["reward_forward"]
+        + info["reward_survive"]
+        + info["reward_ctrl"]
+        + info["reward_contact"]
+    )
+    # Far above the healthy range: the default terminates, terminate_when_unhealthy=False does not.
+    for kwargs, expected in (({}, True), ({"terminate_when_unhealthy": False}, False)):
+        ant = gym.make("metarl/AntDir-v0", **kwargs).unwrapped
+        ant.reset(seed=0)
+        qpos = ant.data.qpos.copy()
+        qpos[2] = 2.0
+        ant.set_state(qpos, ant.data.qvel.copy())
+        assert ant.step(np.zeros(8))[2] == expected
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"ctrl_cost_wieght": 0.1}, TypeError, "ctrl_cost_wieght.*options: "),
+        ({"ctrl_cost_weight": -1.0}, ValueError, "ctrl_cost_weight.*non-negative"),
+        ({"ctrl_cost_weight": "high"}, ValueError, "ctrl_cost_weight.*number"),
+        ({"healthy_z_range": [1.0, 0.2]}, ValueError, "healthy_z_range.*low < high"),
+        ({"terminate_when_unhealthy": 1}, ValueError, "terminate_when_unhealthy.*true or false"),
+    ],
+)
+def test_bad_option_names_itself(options, error, match):
+    with pytest.raises(error, match=match):
+        gym.make("metarl/AntVel-v0", **options)
+    with pytest.raises(error, match=match):
+        gym.make_vec(
+            "metarl/AntVel-v0", num_envs=2, vectorization_mode="vector_entry_point", **options
+        )

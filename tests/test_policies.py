@@ -116,3 +116,40 @@ def test_bad_arguments():
         GaussianMLPPolicy(OBS_DIM, ACT_DIM, activation="sigmoidal")
     with pytest.raises(ValueError, match="init_std"):
         GaussianMLPPolicy(OBS_DIM, ACT_DIM, init_std=0.0)
+
+
+def test_xavier_init_gives_glorot_weights_and_zero_biases():
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(OBS_DIM, ACT_DIM, hidden_sizes=(64, 64), init="xavier_uniform")
+    for layer in (m for m in policy.mean if isinstance(m, torch.nn.Linear)):
+        bound = math.sqrt(6.0 / (layer.in_features + layer.out_features))
+        assert layer.bias.eq(0).all()
+        assert layer.weight.abs().max() <= bound
+        assert layer.weight.abs().max() > 0.9 * bound  # uniform over the whole range
+    torch.manual_seed(0)
+    default = GaussianMLPPolicy(OBS_DIM, ACT_DIM, hidden_sizes=(64, 64), init="torch")
+    assert not default.mean[0].bias.eq(0).all()
+
+
+def test_action_scale_multiplies_mean_and_std_and_init_std_is_in_env_units():
+    torch.manual_seed(0)
+    scaled = GaussianMLPPolicy(OBS_DIM, ACT_DIM, hidden_sizes=(8,), init_std=0.1, action_scale=0.1)
+    torch.manual_seed(0)
+    plain = GaussianMLPPolicy(OBS_DIM, ACT_DIM, hidden_sizes=(8,), init_std=1.0)
+    obs = torch.randn(5, OBS_DIM)
+    torch.testing.assert_close(scaled(obs).stddev, torch.full((5, ACT_DIM), 0.1))
+    torch.testing.assert_close(scaled(obs).mean, 0.1 * plain(obs).mean)
+    torch.testing.assert_close(scaled.log_std, plain.log_std)  # log(0.1 / 0.1) = log(1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"init": "orthogonal"}, "init"),
+        ({"action_scale": 0.0}, "action_scale"),
+        ({"action_scale": float("inf")}, "action_scale"),
+    ],
+)
+def test_bad_init_or_scale(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        GaussianMLPPolicy(OBS_DIM, ACT_DIM, **kwargs)

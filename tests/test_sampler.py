@@ -130,8 +130,11 @@ def test_mask_after_ant_termination():
             env = gym.make(env_id)
             env.unwrapped.task = tasks[0]
             env.reset(seed=0 + e)
+            low, high = env.action_space.low, env.action_space.high
             for t in range(n):
-                _, reward, terminated, _, _ = env.step(ep.actions[t, e].numpy())
+                # The env received the sample clipped to its bounds.
+                action = np.clip(ep.actions[t, e].numpy(), low, high)
+                _, reward, terminated, _, _ = env.step(action)
                 assert reward == pytest.approx(float(ep.rewards[t, e]), abs=1e-4)
                 assert terminated == (t == n - 1)
 
@@ -229,3 +232,24 @@ def test_bad_arguments():
             sampler.sample(policy, stack_params([params_of(policy)] * 3), tasks_for(NAV, 2), seed=0)
         with pytest.raises(ValueError, match="missing"):
             sampler.sample(policy, {"log_std": policy.log_std}, tasks_for(NAV, 2), seed=0)
+
+
+def test_env_gets_the_action_clipped_to_its_bounds_and_episodes_keep_the_sample():
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(17, 6, hidden_sizes=(8,), init_std=1e-3)
+    with torch.no_grad():
+        policy.mean[-1].weight.zero_()
+        policy.mean[-1].bias.fill_(5.0)  # far outside the cheetah's [-1, 1]
+    tasks = [{"velocity": 1.0}]
+    with Sampler(CHEETAH, 1, 2, 10) as sampler:
+        ep = sampler.sample(policy, None, tasks, seed=4)[0]
+    assert (ep.actions > 4.0).all(), "the episodes keep the unclipped sample"
+    expected = distribution(policy, params_of(policy), ep.observations).log_prob(ep.actions)
+    torch.testing.assert_close(ep.log_probs, expected, atol=1e-3, rtol=1e-5)
+    env = gym.make(CHEETAH)
+    env.unwrapped.task = tasks[0]
+    for e in range(2):
+        env.reset(seed=4 + e)
+        for t in range(10):
+            _, reward, *_ = env.step(np.ones(6))  # what the clipped actions are
+            assert reward == pytest.approx(float(ep.rewards[t, e]), abs=1e-4)

@@ -213,3 +213,20 @@ def test_train_save_load_and_evaluate_the_baselines(tmp_path, nav):
         oracle_returns(pretrained, NAV, tasks, episodes=1, seed=0)
     with pytest.raises(FileNotFoundError):
         load_pretrained(tmp_path / "missing.zip")
+
+
+def test_action_scale_is_folded_into_sb3_and_back(nav):
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(2, 2, hidden_sizes=(8,), init_std=0.05, action_scale=0.1)
+    with torch.no_grad():
+        policy.mean[-1].bias.copy_(torch.tensor([0.3, -0.2]))
+    model = to_sb3(policy, nav)
+    obs, actions = _obs_actions(2, 2)
+    actions = 0.05 * actions  # inside the policy's support
+    with torch.no_grad():
+        ours = policy(obs).log_prob(actions)
+    torch.testing.assert_close(_sb3_log_prob(model, obs, actions), ours, atol=1e-5, rtol=1e-5)
+    back = from_sb3(model, action_scale=0.1)
+    assert back.action_scale == 0.1
+    for (name, p), q in zip(policy.state_dict().items(), back.state_dict().values(), strict=True):
+        torch.testing.assert_close(q, p, atol=1e-6, rtol=1e-5, msg=name)

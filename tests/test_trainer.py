@@ -159,3 +159,46 @@ def test_navigation_learns_to_adapt(tmp_path):
     post = sum(float(r["return_post"]) for r in last) / 3
     assert post > pre + 5, (pre, post)
     assert post > first_post + 20, (first_post, post)
+
+
+def test_env_kwargs_and_policy_options_reach_every_engine(tmp_path):
+    config = load_config(
+        CONFIGS / "halfcheetah-dir.yaml",
+        [
+            "iterations=1",
+            "tasks_per_batch=2",
+            "episodes_per_task=2",
+            "horizon=5",
+            "policy.hidden_sizes=[8]",
+            "policy.init=xavier_uniform",
+            "policy.action_scale=0.1",
+            "policy.init_std=0.1",
+            "env_kwargs={exclude_current_positions_from_observation: false}",
+        ],
+    )
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    assert trainer.policy.obs_dim == 18  # the root's x position is observed
+    assert trainer.policy.mean[0].bias.eq(0).all()
+    trainer.train()
+    _, policy, _ = load_policy(tmp_path / "run")
+    assert policy.obs_dim == 18 and policy.action_scale == 0.1
+    torch.testing.assert_close(
+        policy(torch.zeros(18)).stddev, trainer.policy(torch.zeros(18)).stddev
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("env_kwargs={ctrl_cost_wieght: 0.1}", "ctrl_cost_wieght"),
+        ("env_kwargs={ctrl_cost_weight: -1}", "non-negative"),
+        ("env_kwargs=[1, 2]", "mapping"),
+    ],
+)
+def test_bad_env_kwargs_are_config_errors_naming_the_key(tmp_path, override, words):
+    from metarl.config import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"env_kwargs.*{words}"):
+        config = load_config(CONFIGS / "halfcheetah-dir.yaml", [override])
+        Trainer(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,161 @@
+"""metarl at pytorch-maml-rl's own HalfCheetahDir config, one difference at a time.
+
+Each variant meta-trains ``experiments/configs/halfcheetah-dir.yaml`` with the
+peer's settings (horizon 100, (64, 64) tanh, seed 1 unless told, 60 iterations)
+plus the variant's overrides, into ``experiments/results/peer-config/<variant>-seed<S>/``.
+A run that exists is continued with ``--resume``, so the script can be stopped
+and rerun across sessions. ``summary.csv`` and ``summary.md`` beside the runs
+give each run's post- (and pre-) adaptation block means over 10 iterations next
+to the peer's (``../shared/peer``'s CSVs are copied into ``peer/``).
+
+    .venv/bin/python experiments/peer_config.py                  # every variant, seed 1
+    .venv/bin/python experiments/peer_config.py xavier --seeds 1 2
+    .venv/bin/python experiments/peer_config.py --summary-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "experiments" / "results" / "peer-config"
+CONFIG = ROOT / "experiments" / "configs" / "halfcheetah-dir.yaml"
+BLOCK = 10
+
+# The peer's config: horizon 100, (64, 64) tanh. Everything else (40 tasks x 20
+# episodes, inner lr 0.1, one second-order step, TRPO max KL 0.01, CG 10 x 1e-5,
+# line search 15 x 0.8, gamma 0.99, GAE lambda 1) is the shared config's.
+PEER = ["horizon=100", "policy.hidden_sizes=[64,64]", "policy.activation=tanh"]
+# The torch-default policy in env units, as metarl had it before the ablation.
+OLD = ["policy.init=torch", "policy.init_std=1.0", "policy.action_scale=1.0"]
+SCALED = ["policy.init_std=0.1", "policy.action_scale=0.1"]  # the peer's action space
+
+# name -> overrides on top of PEER; each row adds one difference to one before it.
+VARIANTS: dict[str, list[str]] = {
+    "scaled-xavier": [*OLD, *SCALED, "policy.init=xavier_uniform"],
+    # The exact KL Hessian at theta_old, through the inner step (the peer's curvature).
+    "scaled-xavier-gn": [
+        *OLD,
+        *SCALED,
+        "policy.init=xavier_uniform",
+        "meta_optimizer.fvp=gauss_newton",
+    ],
+    "scaled-xavier-xpos": [
+        *OLD,
+        *SCALED,
+        "policy.init=xavier_uniform",
+        "env_kwargs={exclude_current_positions_from_observation: false}",
+    ],
+    "std1-torch": OLD,
+    "std1-xavier": [*OLD, "policy.init=xavier_uniform"],
+    "scaled-torch": [*OLD, *SCALED],
+    "defaults": [],  # the config as committed
+}
+
+
+def run(name: str, seed: int, iterations: int) -> Path:
+    run_dir = RESULTS / f"{name}-seed{seed}"
+    sets = [arg for s in [*PEER, *VARIANTS[name]] for arg in ("--set", s)]
+    resume = ["--resume"] if (run_dir / "checkpoints" / "latest.pt").exists() else []
+    command = [
+        str(ROOT / ".venv" / "bin" / "metarl"),
+        "train",
+        str(CONFIG),
+        "--run-dir",
+        str(run_dir),
+        "--seed",
+        str(seed),
+        "--iterations",
+        str(iterations),
+        "--no-progress",
+        *sets,
+        *resume,
+    ]
+    print(" ".join(command[1:]), flush=True)
+    subprocess.run(command, check=True)
+    return run_dir
+
+
+def block_means(path: Path, column: str) -> list[float]:
+    with path.open(newline="") as f:
+        values = [float(row[column]) for row in csv.DictReader(f)]
+    full = len(values) // BLOCK
+    return [sum(values[i * BLOCK : (i + 1) * BLOCK]) / BLOCK for i in range(full)]
+
+
+def summarise() -> None:
+    rows = []
+    for path in sorted(RESULTS.glob("peer/*.csv")) + sorted(RESULTS.glob("*/progress.csv")):
+        name = path.stem if path.parent.name == "peer" else path.parent.name
+        times = block_means(path, "time_s") if path.parent.name == "peer" else None
+        if times is None:  # metarl's time_s is cumulative; the peer's is per iteration
+            with path.open(newline="") as f:
+                cumulative = [float(r["time_s"]) for r in csv.DictReader(f)]
+            per_iteration = cumulative[-1] / len(cumulative) if cumulative else float("nan")
+        else:
+            per_iteration = sum(times) / len(times) if times else float("nan")
+        rows.append(
+            {
+                "run": name,
+                "post": block_means(path, "return_post"),
+                "pre": block_means(path, "return_pre"),
+                "s_per_iteration": per_iteration,
+            }
+        )
+    blocks = max((len(r["post"]) for r in rows), default=0)
+    with (RESULTS / "summary.csv").open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(
+            ["run", "s_per_iteration"]
+            + [f"post_{i * BLOCK}_{i * BLOCK + BLOCK - 1}" for i in range(blocks)]
+            + [f"pre_{i * BLOCK}_{i * BLOCK + BLOCK - 1}" for i in range(blocks)]
+        )
+        for r in rows:
+            pad = [""] * (blocks - len(r["post"]))
+            out.writerow(
+                [r["run"], f"{r['s_per_iteration']:.2f}"]
+                + [f"{v:.1f}" for v in r["post"]]
+                + pad
+                + [f"{v:.1f}" for v in r["pre"]]
+                + pad
+            )
+    header = "| run | s/it | " + " | ".join(f"{i * BLOCK}-{i * BLOCK + 9}" for i in range(blocks))
+    lines = [header + " |", "|---|---|" + "---|" * blocks]
+    for r in rows:
+        cells = [f"{post:.0f} ({pre:.0f})" for post, pre in zip(r["post"], r["pre"], strict=True)]
+        cells += [""] * (blocks - len(cells))
+        lines.append(f"| {r['run']} | {r['s_per_iteration']:.1f} | " + " | ".join(cells) + " |")
+    text = (
+        "Post-adaptation return per block of 10 iterations, pre-adaptation in parentheses.\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+    (RESULTS / "summary.md").write_text(text)
+    print(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("variants", nargs="*", help=f"default: all of {list(VARIANTS)}")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1])
+    parser.add_argument("--iterations", type=int, default=60)
+    parser.add_argument("--summary-only", action="store_true")
+    args = parser.parse_args(argv)
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant {unknown[0]!r}; choose from {list(VARIANTS)}")
+    if not args.summary_only:
+        for name in args.variants or list(VARIANTS):
+            for seed in args.seeds:
+                run(name, seed, args.iterations)
+                summarise()
+    summarise()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
