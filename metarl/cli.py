@@ -185,10 +185,10 @@ def _parse_task_json(text: str) -> dict:
 def _render(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
+    from metarl.checkpoint import load_policy
     from metarl.evaluation import adaptation_curve, held_out_tasks
     from metarl.rendering import render_adaptation
     from metarl.sampler import Sampler
-    from metarl.trainer import load_policy
 
     out = Path(args.out)
     if out.suffix.lower() not in (".mp4", ".gif"):

@@ -24,10 +24,10 @@ import torch
 
 from metarl.adaptation import adapt
 from metarl.baselines import LinearFeatureBaseline
+from metarl.checkpoint import load_policy, make_policy
 from metarl.config import Config
 from metarl.policies import GaussianMLPPolicy, Params
 from metarl.sampler import Sampler
-from metarl.trainer import load_policy, make_policy
 
 __all__ = [
     "EVALUATION_STREAM",

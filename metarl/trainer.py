@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
-import random
 import statistics
 import time
 from collections.abc import Callable
@@ -25,11 +24,20 @@ import torch
 import envs
 from metarl.adaptation import AdaptationSettings, adapt_with_advantages, compute_advantages
 from metarl.baselines import LinearFeatureBaseline
-from metarl.config import Config, ConfigError, load_config, save_config
+from metarl.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    get_rng_states,
+    load_checkpoint,
+    load_policy,
+    make_policy,
+    save_checkpoint,
+    set_rng_states,
+)
+from metarl.config import Config, ConfigError, save_config
 from metarl.episodes import Episodes
 from metarl.meta_optimizers import make_meta_optimizer
 from metarl.objectives import MetaBatch
-from metarl.policies import GaussianMLPPolicy
 from metarl.sampler import Sampler
 
 __all__ = [
@@ -42,28 +50,9 @@ __all__ = [
     "make_policy",
 ]
 
-CHECKPOINT_FORMAT = "metarl-checkpoint-v1"
-PROGRESS_COLUMNS = ("iteration", "return_pre", "return_post", "env_steps", "time_s")
-
 
 class TrainingDiverged(RuntimeError):
     """A loss or a parameter became NaN or infinite; the last good checkpoint is kept."""
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint or run directory is missing, corrupt or of another format."""
-
-
-def make_policy(config: Config, obs_dim: int, act_dim: int) -> GaussianMLPPolicy:
-    return GaussianMLPPolicy(
-        obs_dim,
-        act_dim,
-        hidden_sizes=tuple(config.policy.hidden_sizes),
-        activation=config.policy.activation,
-        init_std=config.policy.init_std,
-        init=config.policy.init,
-        action_scale=config.policy.action_scale,
-    )
 
 
 def iteration_seeds(seed: int, iteration: int) -> tuple[np.random.Generator, int, int]:
@@ -236,7 +225,6 @@ class Trainer:
     def save_checkpoint(self, iterations_done: int) -> Path:
         """Write ``checkpoints/latest.pt`` atomically (a temp file, then a rename)."""
         state = {
-            "format": CHECKPOINT_FORMAT,
             "iteration": iterations_done,
             "env_steps": self.env_steps,
             "elapsed_s": self.elapsed_s,
@@ -244,17 +232,9 @@ class Trainer:
             "policy": self.policy.state_dict(),
             "policy_spec": {"obs_dim": self.policy.obs_dim, "act_dim": self.policy.act_dim},
             "meta_optimizer": self.meta_optimizer.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "numpy": np.random.get_state(),
-                "python": random.getstate(),
-            },
+            "rng": get_rng_states(),
         }
-        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint_path.with_suffix(".pt.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint_path)
-        return self.checkpoint_path
+        return save_checkpoint(state, self.checkpoint_path)
 
     def _create_run_dir(self) -> None:
         if self.run_dir.exists() and any(self.run_dir.iterdir()):
@@ -280,9 +260,7 @@ class Trainer:
             )
         self.policy.load_state_dict(state["policy"])
         self.meta_optimizer.load_state_dict(state["meta_optimizer"])
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
+        set_rng_states(state["rng"])
         self.start_iteration = int(state["iteration"])
         self.env_steps = int(state["env_steps"])
         self.elapsed_s = float(state["elapsed_s"])
@@ -340,53 +318,6 @@ def _make_probe_env(env_id: str, env_kwargs: dict[str, Any] | None = None):
         return gym.make(env_id, **env_kwargs)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"not accepted by {env_id}: {err}", key="env_kwargs") from None
-
-
-def load_checkpoint(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The state in ``RUN_DIR/checkpoints/latest.pt``, or a :class:`CheckpointError` saying what to do."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise CheckpointError(
-            f"run directory {run_dir} does not exist; pass the --run-dir of a training run"
-        )
-    path = run_dir / "checkpoints" / "latest.pt"
-    if not path.is_file():
-        raise CheckpointError(
-            f"{path} is missing: the run in {run_dir} has not finished an iteration yet, or this is "
-            "not a run directory; start it with `metarl train CONFIG --run-dir DIR`"
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise CheckpointError(
-            f"{path} is corrupt or unreadable ({type(err).__name__}: {err}); restore it from a "
-            "backup or retrain"
-        ) from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{path} is not a metarl checkpoint (expected format {CHECKPOINT_FORMAT})"
-        )
-    return state
-
-
-def load_policy(
-    run_dir: str | os.PathLike[str],
-) -> tuple[Config, GaussianMLPPolicy, dict[str, Any]]:
-    """The config, the meta-trained policy and the raw checkpoint state of a run."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise CheckpointError(
-            f"run directory {run_dir} does not exist; pass the directory of a training run"
-        )
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise CheckpointError(f"{config_path} is missing: {run_dir} is not a metarl run directory")
-    state = load_checkpoint(run_dir)
-    config = load_config(config_path)
-    spec = state["policy_spec"]
-    policy = make_policy(config, spec["obs_dim"], spec["act_dim"])
-    policy.load_state_dict(state["policy"])
-    return config, policy, state
 
 
 def benchmark_iteration(config: Config, iterations: int = 3, warmup: int = 1) -> dict[str, float]:

@@ -202,3 +202,50 @@ def test_bad_env_kwargs_are_config_errors_naming_the_key(tmp_path, override, wor
         config = load_config(CONFIGS / "halfcheetah-dir.yaml", [override])
         Trainer(config, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+class _Exploit:
+    """Unpickling this calls a function of the attacker's choice (here: create a file)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
+    Trainer(tiny(iterations=1), tmp_path / "run", progress=False).train()
+    checkpoint = tmp_path / "run" / "checkpoints" / "latest.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    marker = tmp_path / "pwned"
+    state["policy_spec"] = _Exploit(marker)
+    torch.save(state, checkpoint)
+    for load in (load_checkpoint, load_policy):
+        with pytest.raises(CheckpointError, match=r"refused.*run code"):
+            load(tmp_path / "run")
+    with pytest.raises(CheckpointError, match="refused"):
+        Trainer(tiny(iterations=2), tmp_path / "run", resume=True, progress=False)
+    assert not marker.exists(), "unpickling must not have run the payload"
+    # The same file read the unsafe way does run it: the test's payload is live.
+    torch.load(checkpoint, weights_only=False)
+    assert marker.exists()
+
+
+def test_checkpoint_holds_plain_data_and_restores_every_rng(tmp_path):
+    import random
+
+    import numpy as np
+
+    from metarl.checkpoint import get_rng_states, set_rng_states
+
+    Trainer(tiny(iterations=1), tmp_path / "run", progress=False).train()
+    state = load_checkpoint(tmp_path / "run")  # weights_only=True
+    assert state["format"] == "metarl-checkpoint-v2"
+    saved = get_rng_states()
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.rand(5), np.random.rand(5), random.random()
+    set_rng_states(saved)
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(expected[0], again[0])
+    assert np.array_equal(expected[1], again[1]) and expected[2] == again[2]
