@@ -171,6 +171,25 @@ class TaskDistribution:
         """Set the task the next steps are rewarded for (same as assigning ``task``)."""
         self.task = task
 
+    @classmethod
+    def task_subgroup(cls, task: Mapping[str, Any]) -> str:
+        """The part of the distribution ``task`` belongs to, for results reported per part.
+
+        A direction splits into ``forward`` and ``backward``; a uniform scalar into
+        the lower and the upper half of its support (``velocity < 1``,
+        ``velocity >= 1``); anything else is one group, ``all``.
+        """
+        if len(cls.task_fields) != 1:
+            return "all"
+        (f,) = cls.task_fields
+        value = task[f.name]
+        if f.kind == "sign":
+            return "forward" if value > 0 else "backward"
+        if f.kind == "uniform":
+            middle = (f.low + f.high) / 2
+            return f"{f.name} < {middle:g}" if value < middle else f"{f.name} >= {middle:g}"
+        return "all"
+
 
 Arrays = dict[str, np.ndarray]
 

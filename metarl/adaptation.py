@@ -23,6 +23,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
+from metarl.config import Config
 from metarl.episodes import Episodes, gae
 from metarl.objectives import (
     OBJECTIVES,
@@ -38,6 +39,7 @@ __all__ = [
     "AdaptationSettings",
     "ValueBaseline",
     "adapt",
+    "adapt_for_sampling",
     "adapt_steps",
     "adapt_with_advantages",
     "compute_advantages",
@@ -82,6 +84,25 @@ class AdaptationSettings:
             )
         if not isinstance(self.lr, (int, float)):
             object.__setattr__(self, "lr", tuple(float(x) for x in self.lr))
+
+    @classmethod
+    def from_config(cls, config: Config) -> AdaptationSettings:
+        """The settings of a run's config (its ``adaptation`` and ``objective``)."""
+        return cls(
+            lr=config.adaptation.lr,
+            steps=config.adaptation.steps,
+            first_order=config.adaptation.first_order,
+            objective=config.objective,
+        )
+
+    def evaluation_lr(self, step: int) -> float:
+        """The step size of evaluation step ``step`` (0-based), one fresh sample per step.
+
+        The trained steps' own sizes first; after them half the last one, as the
+        paper evaluates (0.1 for the first step, 0.05 after).
+        """
+        lrs = step_sizes(self.lr, self.steps)
+        return lrs[step] if step < len(lrs) else lrs[-1] / 2
 
 
 def step_sizes(lr: float | Sequence[float], steps: int) -> list[float]:
@@ -294,14 +315,49 @@ def adapt(
     gamma: float = 0.99,
     gae_lambda: float = 1.0,
     objective: str | Surrogate = "maml",
+    normalize: bool = True,
 ) -> Params:
     """``phi = theta - lr * grad L(theta)``, ``steps`` times, for every task of ``episodes``.
 
     The advantages are GAE on the baseline fitted to ``episodes``, normalised
-    per task. Returns stacked ``[K, ...]`` parameters for stacked episodes.
-    Detach the result before handing it to a sampler.
+    per task unless ``normalize`` is false. Returns stacked ``[K, ...]``
+    parameters for stacked episodes. Detach the result before handing it to a
+    sampler (or use :func:`adapt_for_sampling`).
     """
-    advantages = compute_advantages(episodes, baseline, gamma, gae_lambda)
+    advantages = compute_advantages(episodes, baseline, gamma, gae_lambda, normalize)
     return adapt_with_advantages(
         policy, params, episodes, advantages, lr, steps, first_order, objective
     )
+
+
+def adapt_for_sampling(
+    policy: nn.Module,
+    params: Params,
+    episodes: Episodes,
+    baseline: ValueBaseline,
+    settings: AdaptationSettings,
+    *,
+    gamma: float,
+    gae_lambda: float,
+    normalize: bool,
+    lr: float | Sequence[float] | None = None,
+    steps: int | None = None,
+) -> tuple[Tensor, Params]:
+    """The advantages of ``episodes`` and the detached adapted parameters to sample with.
+
+    The one inner-loop path of meta-training (the post-adaptation episodes) and
+    of evaluation (each adaptation step), so that the evaluated step 1 is the
+    trained step 1. ``lr`` and ``steps`` default to ``settings``'.
+    """
+    advantages = compute_advantages(episodes, baseline, gamma, gae_lambda, normalize)
+    with torch.no_grad():
+        adapted = adapt_with_advantages(
+            policy,
+            params,
+            episodes,
+            advantages,
+            settings.lr if lr is None else lr,
+            steps=settings.steps if steps is None else steps,
+            objective=settings.objective,
+        )
+    return advantages, {name: p.detach() for name, p in adapted.items()}

@@ -213,9 +213,7 @@ def _render(args: argparse.Namespace) -> int:
         kind=config.sampler.kind,
         env_kwargs=config.env_kwargs,
     ) as sampler:
-        _, history = adaptation_curve(
-            policy, sampler, tasks, args.steps, config.adaptation.lrs[0], config, args.seed
-        )
+        _, history = adaptation_curve(policy, sampler, tasks, args.steps, config, args.seed)
     path = render_adaptation(
         config.env,
         policy,

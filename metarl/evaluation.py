@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.adaptation import adapt
+from metarl.adaptation import AdaptationSettings, adapt_for_sampling
 from metarl.baselines import LinearFeatureBaseline
 from metarl.checkpoint import load_policy, make_policy
 from metarl.config import Config
@@ -81,7 +81,6 @@ def adaptation_curve(
     sampler: Sampler,
     tasks: Sequence[dict[str, Any]],
     steps: int,
-    lr: float,
     config: Config,
     seed: int,
 ) -> tuple[list[list[float]], list[Params]]:
@@ -89,31 +88,43 @@ def adaptation_curve(
     the parameters of each step (shared theta first, then stacked per-task parameters).
 
     Step ``k`` samples fresh episodes with the parameters after ``k`` steps and
-    adapts on them; the first step uses ``lr``, later ones ``lr / 2`` (Finn et al. 2017).
+    adapts on them exactly as meta-training adapts (:func:`~metarl.adaptation.adapt_for_sampling`),
+    with the step size :meth:`~metarl.adaptation.AdaptationSettings.evaluation_lr` gives
+    (the trained steps' sizes, then half the last: 0.1, 0.05, 0.05 for the paper's config).
     """
     baseline = LinearFeatureBaseline(config.baseline_reg)
+    settings = AdaptationSettings.from_config(config)
     params: Params = {name: p.detach() for name, p in policy.named_parameters()}
     curve, history = [], [params]
     for k in range(steps + 1):
-        episodes = sampler.sample(policy, params, tasks, seed=seed + 1000 * k)
+        episodes = sampler.sample(policy, params, tasks, seed=step_seed(seed, k))
         curve.append([float(r) for r in episodes.episode_returns.mean(dim=-1)])
         if k == steps:
             break
-        adapted = adapt(
+        _, params = adapt_for_sampling(
             policy,
             params,
             episodes,
             baseline,
-            lr if k == 0 else lr / 2,
-            steps=1,
-            first_order=True,
+            settings,
             gamma=config.gamma,
             gae_lambda=config.gae_lambda,
-            objective=config.objective,
+            normalize=config.normalize_advantages,
+            lr=settings.evaluation_lr(k),
+            steps=1,
         )
-        params = {name: p.detach() for name, p in adapted.items()}
         history.append(params)
     return curve, history
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The sampling seed of evaluation step ``step``: a child of the evaluation stream.
+
+    Derived through a ``SeedSequence`` (not ``seed + 1000 * step``, whose ranges of
+    sub-env seeds overlap once a sample has more than 1000 sub-envs).
+    """
+    sequence = np.random.SeedSequence([seed, step], spawn_key=(EVALUATION_STREAM,))
+    return int(sequence.generate_state(1, dtype=np.uint32)[0])
 
 
 def evaluate(
@@ -143,10 +154,9 @@ def evaluate(
 
     task_distribution = gym.make(config.env).unwrapped
     tasks = held_out_tasks(task_distribution, num_tasks, seed)
-    lr = config.adaptation.lrs[0]
 
     def curve_of(candidate: GaussianMLPPolicy) -> dict[str, Any]:
-        per_step, _ = adaptation_curve(candidate, sampler, tasks, steps, lr, config, seed)
+        per_step, _ = adaptation_curve(candidate, sampler, tasks, steps, config, seed)
         return {str(k): confidence_interval(values) for k, values in enumerate(per_step)}
 
     results: dict[str, Any] = {
@@ -180,8 +190,42 @@ def evaluate(
         results["baselines"]["oracle"] = {
             str(k): confidence_interval(returns) for k in range(steps + 1)
         }
+    results["subgroups"] = by_subgroup(results, [task_distribution.task_subgroup(t) for t in tasks])
     _write(results, out)
     return results
+
+
+def by_subgroup(results: dict[str, Any], groups: Sequence[str]) -> dict[str, Any]:
+    """The results of each subgroup of tasks (forward/backward, slow/fast), recomputed from
+    the per-task values, with the share of the pretrained -> oracle gap that each step closes.
+
+    ``gap_closed[k] = (metarl_k - pretrained_k) / (oracle - pretrained_k)``: 1 reaches
+    the oracle, 0 is no better than the pretrained policy adapted with the same steps.
+    """
+    out: dict[str, Any] = {}
+    for group in dict.fromkeys(groups):  # first-seen order
+        index = [i for i, g in enumerate(groups) if g == group]
+
+        def part(curve: dict[str, Any], index: list[int] = index) -> dict[str, Any]:
+            return {
+                k: confidence_interval([step["per_task"][i] for i in index])
+                for k, step in curve.items()
+            }
+
+        entry: dict[str, Any] = {
+            "tasks": index,
+            "metarl": part(results["metarl"]),
+            "baselines": {name: part(c) for name, c in results.get("baselines", {}).items()},
+        }
+        baselines = entry["baselines"]
+        if "pretrained" in baselines and "oracle" in baselines:
+            gap = {}
+            for k, step in entry["metarl"].items():
+                low, high = baselines["pretrained"][k]["mean"], baselines["oracle"][k]["mean"]
+                gap[k] = (step["mean"] - low) / (high - low) if high != low else None
+            entry["gap_closed"] = gap
+        out[group] = entry
+    return out
 
 
 def _baseline_paths(baselines_dir: str | os.PathLike[str] | None) -> dict[str, Path]:
@@ -203,18 +247,34 @@ def _baseline_paths(baselines_dir: str | os.PathLike[str] | None) -> dict[str, P
 
 
 def markdown_table(results: dict[str, Any]) -> str:
-    """Mean return [95% CI] per method and adaptation step."""
+    """Mean return [95% CI] per method and adaptation step, over all tasks and per subgroup."""
     steps = sorted(results["metarl"], key=int)
-    header = "| method | " + " | ".join(f"step {k}" for k in steps) + " |"
-    lines = [header, "|---|" + "---|" * len(steps)]
-    methods = {"metarl (MAML)": results["metarl"], **results.get("baselines", {})}
-    for name, curve in methods.items():
-        cells = [
-            f"{curve[k]['mean']:.1f} [{curve[k]['ci95'][0]:.1f}, {curve[k]['ci95'][1]:.1f}]"
-            for k in steps
-        ]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    header = "| tasks | method | " + " | ".join(f"step {k}" for k in steps) + " |"
+    lines = [header, "|---|---|" + "---|" * len(steps)]
+    parts = {f"all ({len(results['tasks'])})": results}
+    subgroups = results.get("subgroups", {})
+    if len(subgroups) > 1:
+        parts.update({f"{name} ({len(g['tasks'])})": g for name, g in subgroups.items()})
+    for label, part in parts.items():
+        methods = {"metarl (MAML)": part["metarl"], **part.get("baselines", {})}
+        for name, curve in methods.items():
+            cells = [_cell(curve[k]) for k in steps]
+            lines.append(f"| {label} | {name} | " + " | ".join(cells) + " |")
+        if "gap_closed" in part:
+            cells = [_share(part["gap_closed"][k]) for k in steps]
+            lines.append(f"| {label} | gap closed | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(step: dict[str, Any]) -> str:
+    lo, hi = step["ci95"]
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"{step['mean']:.1f}"
+    return f"{step['mean']:.1f} [{lo:.1f}, {hi:.1f}]"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
 
 
 def plot_curve(results: dict[str, Any], out: Path) -> Path:

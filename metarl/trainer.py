@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 import envs
-from metarl.adaptation import AdaptationSettings, adapt_with_advantages, compute_advantages
+from metarl.adaptation import AdaptationSettings, adapt_for_sampling, compute_advantages
 from metarl.baselines import LinearFeatureBaseline
 from metarl.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -97,12 +97,7 @@ class Trainer:
         self.policy = make_policy(config, obs_dim, act_dim)
         self.baseline = LinearFeatureBaseline(config.baseline_reg)
         self.meta_optimizer = make_meta_optimizer(config.meta_optimizer)
-        self.adaptation = AdaptationSettings(
-            lr=config.adaptation.lr,
-            steps=config.adaptation.steps,
-            first_order=config.adaptation.first_order,
-            objective=config.objective,
-        )
+        self.adaptation = AdaptationSettings.from_config(config)
         self.start_iteration, self.env_steps, self.elapsed_s = 0, 0, 0.0
         if resume:
             self._restore()
@@ -158,19 +153,16 @@ class Trainer:
 
         # 3. Adapt theta to every task (values only: the meta-step rebuilds the graph).
         t0 = time.perf_counter()
-        pre_advantages = compute_advantages(
-            pre, self.baseline, c.gamma, c.gae_lambda, c.normalize_advantages
+        pre_advantages, adapted = adapt_for_sampling(
+            self.policy,
+            dict(self.policy.named_parameters()),
+            pre,
+            self.baseline,
+            self.adaptation,
+            gamma=c.gamma,
+            gae_lambda=c.gae_lambda,
+            normalize=c.normalize_advantages,
         )
-        with torch.no_grad():
-            adapted = adapt_with_advantages(
-                self.policy,
-                dict(self.policy.named_parameters()),
-                pre,
-                pre_advantages,
-                self.adaptation.lr,
-                steps=self.adaptation.steps,
-                objective=self.adaptation.objective,
-            )
         adaptation_s = time.perf_counter() - t0
 
         # 4. Post-adaptation episodes with the adapted parameters.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -11,8 +12,17 @@ import pytest
 import torch
 from conftest import CONFIGS, tiny_navigation_config
 
+from metarl.adaptation import adapt_for_sampling
 from metarl.cli import main
-from metarl.evaluation import adaptation_curve, confidence_interval, evaluate, held_out_tasks
+from metarl.evaluation import (
+    adaptation_curve,
+    by_subgroup,
+    confidence_interval,
+    evaluate,
+    held_out_tasks,
+    markdown_table,
+    step_seed,
+)
 from metarl.sampler import Sampler
 from metarl.trainer import Trainer, iteration_seeds, load_policy
 
@@ -61,7 +71,8 @@ def test_evaluate_schema(run_dir, tmp_path):
             assert lo <= step["mean"] <= hi
             assert step["mean"] == pytest.approx(sum(step["per_task"]) / 3)
     assert "pretrained" not in on_disk["baselines"] and "oracle" not in on_disk["baselines"]
-    assert out.with_suffix(".md").read_text().startswith("| method |")
+    assert out.with_suffix(".md").read_text().startswith("| tasks | method |")
+    assert list(on_disk["subgroups"]) == ["all"]  # a 2-D goal has no halves
     assert out.with_suffix(".png").stat().st_size > 1000
 
 
@@ -69,11 +80,11 @@ def test_step_one_returns_come_from_adapted_parameters(run_dir):
     config, policy, _ = load_policy(run_dir)
     tasks = held_out_tasks(gym.make(config.env).unwrapped, 3, seed=2)
     with Sampler(config.env, 3, 4, config.horizon) as sampler:
-        curve, history = adaptation_curve(policy, sampler, tasks, 1, 0.1, config, seed=2)
+        curve, history = adaptation_curve(policy, sampler, tasks, 1, config, seed=2)
         assert history[1]["log_std"].shape[0] == 3, "step-1 parameters are per task"
         assert not torch.equal(history[1]["mean.0.weight"][0], history[0]["mean.0.weight"])
-        again = sampler.sample(policy, history[1], tasks, seed=2 + 1000)
-        unadapted = sampler.sample(policy, None, tasks, seed=2 + 1000)
+        again = sampler.sample(policy, history[1], tasks, seed=step_seed(2, 1))
+        unadapted = sampler.sample(policy, None, tasks, seed=step_seed(2, 1))
     assert curve[1] == pytest.approx([float(r) for r in again.episode_returns.mean(-1)])
     assert curve[1] != pytest.approx([float(r) for r in unadapted.episode_returns.mean(-1)])
 
@@ -178,3 +189,75 @@ def test_missing_or_corrupt_checkpoint_and_missing_config(run_dir, tmp_path, cap
     no_config.mkdir()
     assert main(["render", str(no_config), "--out", str(tmp_path / "v.gif")]) != 0
     assert "config.yaml" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("lr", [0.1, [0.05, 0.02]])
+def test_evaluated_step_one_is_the_trained_step_one(tmp_path, normalize, lr):
+    """Training and evaluation adapt through one path: same episodes, same step-1 parameters."""
+    steps = 1 if isinstance(lr, float) else len(lr)
+    config = tiny_navigation_config(
+        normalize_advantages=normalize,
+        adaptation=dataclasses.replace(tiny_navigation_config().adaptation, lr=lr, steps=steps),
+    )
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    tasks = held_out_tasks(gym.make(config.env).unwrapped, config.tasks_per_batch, seed=3)
+    with trainer._make_sampler() as sampler:
+        episodes = sampler.sample(trainer.policy, None, tasks, seed=step_seed(3, 0))
+        # The trainer's adaptation of these episodes (what its post-adaptation sample uses).
+        _, trained = adapt_for_sampling(
+            trainer.policy,
+            dict(trainer.policy.named_parameters()),
+            episodes,
+            trainer.baseline,
+            trainer.adaptation,
+            gamma=config.gamma,
+            gae_lambda=config.gae_lambda,
+            normalize=config.normalize_advantages,
+        )
+        _, history = adaptation_curve(trainer.policy, sampler, tasks, 1, config, seed=3)
+    if steps == 1:
+        for name, value in trained.items():
+            torch.testing.assert_close(history[1][name], value, rtol=0, atol=0)
+    else:  # evaluation takes one step per fresh sample, with the first trained step size
+        assert trainer.adaptation.evaluation_lr(0) == 0.05
+        assert trainer.adaptation.evaluation_lr(1) == 0.02
+        assert trainer.adaptation.evaluation_lr(2) == 0.01
+
+
+def test_step_seeds_never_collide():
+    seeds = {step_seed(seed, k) for seed in range(20) for k in range(10)}
+    assert len(seeds) == 200
+
+
+def test_subgroups_are_recomputed_from_the_per_task_values():
+    def curve(values):
+        return {
+            "0": confidence_interval(values),
+            "1": confidence_interval([v + 10 for v in values]),
+        }
+
+    results = {
+        "tasks": [{"direction": d} for d in (1.0, -1.0, 1.0, -1.0)],
+        "metarl": curve([10.0, 100.0, 20.0, 120.0]),
+        "baselines": {
+            "pretrained": curve([0.0, 50.0, 0.0, 50.0]),
+            "oracle": {k: confidence_interval([40.0, 110.0, 40.0, 110.0]) for k in ("0", "1")},
+        },
+    }
+    distribution = gym.make("metarl/HalfCheetahDir-v0").unwrapped
+    groups = [distribution.task_subgroup(t) for t in results["tasks"]]
+    assert groups == ["forward", "backward", "forward", "backward"]
+    parts = by_subgroup(results, groups)
+    assert list(parts) == ["forward", "backward"]
+    assert parts["forward"]["tasks"] == [0, 2]
+    assert parts["forward"]["metarl"]["1"]["mean"] == pytest.approx(25.0)
+    assert parts["backward"]["metarl"]["0"]["mean"] == pytest.approx(110.0)
+    # (25 - 10) / (40 - 10) forward after one step; (120 - 60) / (110 - 60) backward.
+    assert parts["forward"]["gap_closed"]["1"] == pytest.approx(0.5)
+    assert parts["backward"]["gap_closed"]["1"] == pytest.approx(1.2)
+    table = markdown_table({**results, "subgroups": parts})
+    assert "| forward (2) | gap closed | 38% | 50% |" in table
+    vel = gym.make("metarl/HalfCheetahVel-v0").unwrapped
+    assert vel.task_subgroup({"velocity": 0.3}) == "velocity < 1"
+    assert vel.task_subgroup({"velocity": 1.0}) == "velocity >= 1"
