@@ -38,7 +38,11 @@ class ArrayVectorEnv(VectorEnv):
             ``DISABLED``: a sub-env that terminated or was truncated then stays frozen
             until ``reset`` (its actions are ignored, its reward is 0, it keeps reporting
             its final flags, and its physics is not stepped: a sampler that only needs
-            one episode per sub-env skips the work of the finished ones).
+            one episode per sub-env skips the work of the finished ones), or
+            ``SAME_STEP``: a sub-env that ends is reset within the same ``step``, which
+            returns the new episode's observation, with the last one in
+            ``info["final_obs"]`` and the step's info in ``info["final_info"]``
+            (stable-baselines3's convention).
     """
 
     metadata: ClassVar[dict[str, Any]] = {
@@ -55,7 +59,11 @@ class ArrayVectorEnv(VectorEnv):
         max_episode_steps: int | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
     ) -> None:
-        modes = {"next_step": AutoresetMode.NEXT_STEP, "disabled": AutoresetMode.DISABLED}
+        modes = {
+            "next_step": AutoresetMode.NEXT_STEP,
+            "same_step": AutoresetMode.SAME_STEP,
+            "disabled": AutoresetMode.DISABLED,
+        }
         mode = (
             modes.get(str(autoreset_mode).lower())
             if isinstance(autoreset_mode, str)
@@ -210,9 +218,43 @@ class ArrayVectorEnv(VectorEnv):
             infos = self._with_masks(info, ~done, always=reset_info)
         else:
             infos = self._with_masks(info, np.ones(self.num_envs, dtype=bool))
-        self._autoreset = terminated | truncated
+        ending = terminated | truncated
+        if self.autoreset_mode == AutoresetMode.SAME_STEP and ending.any():
+            obs, infos = self._reset_within_step(np.flatnonzero(ending), obs, infos)
+            ending = np.zeros_like(ending)
+        self._autoreset = ending
         self._final_flags = (terminated.copy(), truncated.copy())
         return obs, reward.astype(np.float64), terminated, truncated, infos
+
+    def _reset_within_step(
+        self, ids: np.ndarray, obs: np.ndarray, infos: dict[str, Any]
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """SAME_STEP autoreset of sub-envs ``ids``, in the layout of Gymnasium's sync vector env."""
+        ended = np.zeros(self.num_envs, dtype=bool)
+        ended[ids] = True
+        final_obs = np.full(self.num_envs, None, dtype=object)
+        for i in ids:
+            final_obs[i] = obs[i].copy()
+        final_info = self._with_masks(
+            {k: v for k, v in infos.items() if not k.startswith("_")}, ended
+        )
+        self._reset_physics(ids)
+        self._elapsed[ids] = 0
+        reset_state = self._state()
+        obs = obs.copy()
+        obs[ids] = self.definitions.observation(reset_state)[ids]
+        reset_info = self.definitions.reset_info(reset_state)
+        merged = {k: v for k, v in infos.items() if not k.startswith("_")}
+        for key, value in reset_info.items():
+            merged[key] = np.where(ended, value, merged[key]) if key in merged else value
+        infos = self._with_masks(merged, ~ended, always=reset_info)
+        infos.update(
+            final_obs=final_obs,
+            _final_obs=ended.copy(),
+            final_info=final_info,
+            _final_info=ended.copy(),
+        )
+        return obs, infos
 
     def _with_masks(
         self, info: Arrays, present: np.ndarray, always: Arrays | None = None

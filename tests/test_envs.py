@@ -448,3 +448,43 @@ def test_bad_option_names_itself(options, error, match):
         gym.make_vec(
             "metarl/AntVel-v0", num_envs=2, vectorization_mode="vector_entry_point", **options
         )
+
+
+@pytest.mark.parametrize("env_id", ["metarl/AntDir-v0", "metarl/Navigation2D-v0"])
+def test_same_step_autoreset_equals_sync(env_id):
+    """SAME_STEP (stable-baselines3's convention): the batched engine as Gymnasium's sync env."""
+    from gymnasium.vector import AutoresetMode
+
+    n = 4
+    batched = gym.make_vec(
+        env_id, num_envs=n, vectorization_mode="vector_entry_point", autoreset_mode="same_step"
+    )
+    sync = gym.make_vec(
+        env_id,
+        num_envs=n,
+        vectorization_mode="sync",
+        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+    )
+    tasks = batched.unwrapped.sample_tasks(n, np.random.default_rng(1))
+    batched.set_attr("task", tasks)
+    sync.set_attr("task", tasks)
+    np.testing.assert_allclose(batched.reset(seed=3)[0], sync.reset(seed=3)[0], atol=1e-8)
+    rng = np.random.default_rng(0)
+    ends = 0
+    for t in range(120):
+        actions = 3 * rng.uniform(-1, 1, (n, *batched.single_action_space.shape))
+        b, s = batched.step(actions), sync.step(actions)
+        for i in range(4):
+            np.testing.assert_allclose(b[i], s[i], atol=1e-8, err_msg=f"step {t} output {i}")
+        assert set(b[4]) == set(s[4])
+        for key, value in s[4].items():
+            if key == "final_obs":
+                ends += int(s[4]["_final_obs"].sum())
+                for i in np.flatnonzero(s[4]["_final_obs"]):
+                    np.testing.assert_allclose(b[4][key][i], value[i], atol=1e-8)
+            elif key == "final_info":
+                for k, v in value.items():
+                    np.testing.assert_allclose(b[4][key][k], v, atol=1e-8, err_msg=k)
+            else:
+                np.testing.assert_allclose(b[4][key], value, atol=1e-8, err_msg=key)
+    assert ends > 0, "the run must cover episode ends"

@@ -230,3 +230,32 @@ def test_action_scale_is_folded_into_sb3_and_back(nav):
     assert back.action_scale == 0.1
     for (name, p), q in zip(policy.state_dict().items(), back.state_dict().values(), strict=True):
         torch.testing.assert_close(q, p, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_batched_task_vec_env_resamples_tasks_and_appends_them():
+    from metarl.sb3 import BatchedTaskVecEnv
+
+    vec = BatchedTaskVecEnv("metarl/Navigation2D-v0", 3, seed=0, observe_task=True, horizon=5)
+    obs = vec.reset()
+    assert obs.shape == (3, 4)
+    first = [dict(t) for t in vec.tasks]
+    np.testing.assert_allclose(obs[:, 2:], [t["goal"] for t in first])
+    np.testing.assert_allclose(obs[:, :2], 0.0)
+    for t in range(5):
+        obs, _, done, infos = vec.step(np.full((3, 2), 0.05))
+        assert done.all() == (t == 4)
+    for i, info in enumerate(infos):
+        # The last observation of the episode, with the task it was rewarded for.
+        np.testing.assert_allclose(info["terminal_observation"][:2], [0.25, 0.25], atol=1e-6)
+        np.testing.assert_allclose(info["terminal_observation"][2:], first[i]["goal"])
+        assert info["episode"]["l"] == 5 and info["TimeLimit.truncated"]
+        expected = -sum(
+            np.linalg.norm(np.array([0.05, 0.05]) * (k + 1) - first[i]["goal"]) for k in range(5)
+        )
+        assert info["episode"]["r"] == pytest.approx(expected, rel=1e-6)
+    # A new episode: new tasks, appended to the reset observations.
+    assert [t["goal"] for t in vec.tasks] != [t["goal"] for t in first]
+    np.testing.assert_allclose(obs[:, 2:], [t["goal"] for t in vec.tasks])
+    np.testing.assert_allclose(obs[:, :2], 0.0)
+    hidden = BatchedTaskVecEnv("metarl/Navigation2D-v0", 3, seed=0, observe_task=False)
+    assert hidden.reset().shape == (3, 2)
