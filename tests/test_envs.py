@@ -335,7 +335,7 @@ def test_disabled_autoreset_freezes_finished_sub_envs():
     assert mixed_steps > 0, "the run must cover steps with finished and running sub-envs"
     with pytest.raises(ValueError, match="autoreset_mode"):
         gym.make_vec(
-            env_id, num_envs=2, vectorization_mode="vector_entry_point", autoreset_mode="same_step"
+            env_id, num_envs=2, vectorization_mode="vector_entry_point", autoreset_mode="later"
         )
 
 
