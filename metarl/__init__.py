@@ -1,6 +1,19 @@
-"""metarl: meta-reinforcement learning (MAML for RL) on Gymnasium and MuJoCo."""
+"""metarl: meta-reinforcement learning (MAML for RL) on Gymnasium and MuJoCo.
+
+Meta-train a policy that adapts to a new task in one policy-gradient step, adapt
+it, roll it out and render it:
+
+- ``load_config(path, **values)``: a checked config from YAML (``Config``).
+- ``train(config, run_dir=None, resume=False, progress=True)``: meta-train; returns the run directory.
+- ``load_run(run_dir)``: a ``Run`` with ``adapt``, ``rollout``, ``evaluate`` and ``render``.
+- ``Adapted``: what ``Run.adapt`` returns (parameters and returns per step).
+
+``import metarl`` also registers the ``metarl/*`` Gymnasium ids.
+"""
 
 import envs as _envs  # noqa: F401  (registers the metarl/* Gymnasium ids)
+from metarl.api import Adapted, Run, load_config, load_run, train
+from metarl.config import Config
 
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+__all__ = ["Adapted", "Config", "Run", "__version__", "load_config", "load_run", "train"]
