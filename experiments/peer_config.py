@@ -30,8 +30,15 @@ BLOCK = 10
 # episodes, inner lr 0.1, one second-order step, TRPO max KL 0.01, CG 10 x 1e-5,
 # line search 15 x 0.8, gamma 0.99, GAE lambda 1) is the shared config's.
 PEER = ["horizon=100", "policy.hidden_sizes=[64,64]", "policy.activation=tanh"]
-# The torch-default policy in env units, as metarl had it before the ablation.
-OLD = ["policy.init=torch", "policy.init_std=1.0", "policy.action_scale=1.0"]
+# metarl as it was before the ablation: the torch-default policy in env units, the
+# Fisher at the adapted policy as TRPO's metric, Gymnasium's 17-value observation.
+OLD = [
+    "policy.init=torch",
+    "policy.init_std=1.0",
+    "policy.action_scale=1.0",
+    "meta_optimizer.fvp=adapted_fisher",
+    "env_kwargs={}",
+]
 SCALED = ["policy.init_std=0.1", "policy.action_scale=0.1"]  # the peer's action space
 
 # name -> overrides on top of PEER; each row adds one difference to one before it.
@@ -50,10 +57,17 @@ VARIANTS: dict[str, list[str]] = {
         "policy.init=xavier_uniform",
         "env_kwargs={exclude_current_positions_from_observation: false}",
     ],
+    "scaled-xavier-gn-xpos": [
+        *OLD,
+        *SCALED,
+        "policy.init=xavier_uniform",
+        "meta_optimizer.fvp=gauss_newton",
+        "env_kwargs={exclude_current_positions_from_observation: false}",
+    ],
     "std1-torch": OLD,
     "std1-xavier": [*OLD, "policy.init=xavier_uniform"],
     "scaled-torch": [*OLD, *SCALED],
-    "defaults": [],  # the config as committed
+    "defaults": [],  # the shipped config as it is now
 }
 
 

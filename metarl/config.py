@@ -324,7 +324,7 @@ class TRPOConfig(_Checked):
     """Backtracking line-search steps before the update is rejected."""
     ls_backtrack_ratio: float = 0.8
     """Step shrink factor per line-search step, in (0, 1)."""
-    fvp: str = "adapted_fisher"
+    fvp: str = "gauss_newton"
     """Fisher-vector product form: exact | gauss_newton | adapted_fisher."""
 
     def _check(self) -> None:

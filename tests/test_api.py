@@ -31,7 +31,7 @@ def test_load_config_merges_values_and_names_bad_keys():
     assert (config.seed, config.iterations, config.policy.hidden_sizes) == (3, 7, [64, 64])
     assert config.policy.activation == "relu"  # the file's other policy keys stay
     assert config.env_kwargs == {"exclude_current_positions_from_observation": False}
-    with pytest.raises(ConfigError, match="policy.hidden_size"):
+    with pytest.raises(ConfigError, match=r"policy\.hidden_size"):
         metarl.load_config(CONFIGS / "halfcheetah-dir.yaml", policy={"hidden_size": [8]})
 
 

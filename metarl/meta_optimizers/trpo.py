@@ -206,7 +206,7 @@ class TRPO:
         cg_damping: float = 1e-5,
         ls_max_steps: int = 15,
         ls_backtrack_ratio: float = 0.8,
-        fvp: str = "adapted_fisher",
+        fvp: str = "gauss_newton",
     ) -> None:
         if not max_kl > 0:
             raise ValueError(f"max_kl must be positive, got {max_kl}")
