@@ -212,6 +212,19 @@ class ArrayDefinitions(TaskDistribution):
 
     options: ClassVar[tuple[str, ...]] = ()
 
+    # What the family can do, asked by code outside envs/ (which never names a class):
+    engine_takes_threads: ClassVar[bool] = False
+    """Its batched engine (``vector_env``) takes ``num_threads``."""
+    render_needs_opengl: ClassVar[bool] = False
+    """``render_mode="rgb_array"`` draws through MuJoCo's OpenGL (a backend must work)."""
+    render_kwargs: ClassVar[dict[str, Any]] = {}
+    """Constructor keywords for rendering videos (a camera), beside ``render_mode``, ``width``, ``height``."""
+
+    @classmethod
+    def physics_model(cls) -> Any:
+        """The MuJoCo model its engine steps (``None`` for a family without MuJoCo physics)."""
+        return None
+
     @classmethod
     def with_options(cls, **options: Any) -> type[ArrayDefinitions]:
         """This family with the settings ``options`` changed (itself when there are none).

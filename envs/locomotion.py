@@ -69,6 +69,10 @@ class LocomotionEnv(ArrayDefinitions, MujocoEnv, EzPickle):
         "exclude_current_positions_from_observation",
         "ctrl_cost_weight",
     )
+    engine_takes_threads: ClassVar[bool] = True
+    render_needs_opengl: ClassVar[bool] = True
+    # Gymnasium falls back to its free camera when the model has no "track" camera.
+    render_kwargs: ClassVar[dict[str, Any]] = {"camera_name": "track"}
     xml_file: ClassVar[str]
     frame_skip: ClassVar[int] = 5
     exclude_current_positions_from_observation: ClassVar[bool] = True
@@ -124,6 +128,11 @@ class LocomotionEnv(ArrayDefinitions, MujocoEnv, EzPickle):
         return LocomotionVectorEnv(
             cls.with_options(**options), num_envs, max_episode_steps, num_threads, autoreset_mode
         )
+
+    @classmethod
+    def physics_model(cls) -> mujoco.MjModel:
+        """A fresh copy of the model the engine steps (contact probe included)."""
+        return build_model(cls.xml_file, cls.contact_sensor_body)
 
     @classmethod
     def observation_space_for(cls, model: mujoco.MjModel) -> gym.spaces.Box:

@@ -25,6 +25,7 @@ from metarl.checkpoint import load_policy
 from metarl.config import Config
 from metarl.config import load_config as _load_config
 from metarl.episodes import Episodes
+from metarl.errors import InputError
 from metarl.policies import GaussianMLPPolicy, Params
 
 __all__ = ["Adapted", "Run", "load_config", "load_run", "train"]
@@ -77,7 +78,7 @@ def train(
 
     if run_dir is None:
         if resume:
-            raise ValueError("resume=True needs the run_dir of the run to continue")
+            raise InputError("resume=True needs the run_dir of the run to continue")
         name = config.env.split("/")[-1].lower()
         run_dir = Path("runs") / f"{name}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     return Trainer(config, run_dir, resume=resume, progress=progress).train()
@@ -119,7 +120,7 @@ class Run:
         from metarl.sampler import Sampler
 
         if episodes < 1:
-            raise ValueError(f"episodes must be at least 1, got {episodes}")
+            raise InputError(f"episodes must be at least 1, got {episodes}")
         c = self.config
         return Sampler(
             c.env, num_tasks, episodes, c.horizon, kind=c.sampler.kind, env_kwargs=c.env_kwargs
@@ -141,7 +142,7 @@ class Run:
         from metarl.evaluation import adaptation_curve
 
         if steps < 0:
-            raise ValueError(f"steps must be at least 0, got {steps}")
+            raise InputError(f"steps must be at least 0, got {steps}")
         task = self._check_task(task)
         with self._sampler(1, episodes) as sampler:
             curve, history = adaptation_curve(

@@ -39,14 +39,13 @@ def raw_physics_steps_per_second(
     ``frame_skip`` substeps per env step, no observation, reward or policy. ``None`` for an
     env without MuJoCo physics."""
     import mujoco.batch
-
-    from envs.locomotion import LocomotionEnv, build_model
+    from gymnasium.envs.registration import load_env_creator
 
     envs.register_envs()
-    cls = gym.make(env_id).unwrapped.__class__
-    if not issubclass(cls, LocomotionEnv):
+    cls = load_env_creator(gym.spec(env_id).entry_point)
+    model = cls.physics_model() if hasattr(cls, "physics_model") else None
+    if model is None:
         return None
-    model = build_model(cls.xml_file, cls.contact_sensor_body)
     batch = mujoco.batch.Batch(model, num_sims, 0)
     ctrl = batch.bind("ctrl")
     low, high = model.actuator_ctrlrange.T

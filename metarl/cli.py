@@ -425,19 +425,35 @@ def tune_malloc() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     tune_malloc()
-    from metarl.config import ConfigError
-    from metarl.trainer import CheckpointError, TrainingDiverged
+    from metarl.checkpoint import CheckpointError
+    from metarl.errors import InputError
+    from metarl.rendering import RenderingError
+    from metarl.sampler import NonFiniteError, SamplerError
+    from metarl.trainer import TrainingDiverged
 
     try:
         return args.run(args)
     except (
         UsageError,
-        ConfigError,
+        InputError,
         CheckpointError,
         TrainingDiverged,
-        FileExistsError,
-        ValueError,
+        SamplerError,
+        RenderingError,
     ) as err:
+        # Errors of the input or the environment: one line that says what to change.
+        # Any other exception is a bug in metarl and keeps its traceback.
+        print(f"metarl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except NonFiniteError as err:
+        print(
+            f"metarl {args.command}: error: {err}. The policy or the physics diverged: lower "
+            "adaptation.lr or meta_optimizer.max_kl, or check policy.init_std",
+            file=sys.stderr,
+        )
+        return 2
+    except OSError as err:
+        # A path that cannot be read or written (missing, read-only, a directory, ...).
         print(f"metarl {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
+from metarl.errors import InputError
 from metarl.policies import ACTIVATIONS, INITS
 
 __all__ = [
@@ -65,7 +66,7 @@ FVP_KINDS = ("exact", "gauss_newton", "adapted_fisher")
 _ENV_ID_RE = re.compile(r"^[\w:.-]+/[\w:.-]+?-v\d+$")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config key is unknown, of the wrong type, or holds an impossible value.
 
     Attributes:

@@ -26,6 +26,7 @@ from metarl.adaptation import AdaptationSettings, adapt_for_sampling
 from metarl.baselines import LinearFeatureBaseline
 from metarl.checkpoint import load_policy, make_policy
 from metarl.config import Config
+from metarl.errors import InputError
 from metarl.policies import GaussianMLPPolicy, Params
 from metarl.sampler import Sampler
 
@@ -144,9 +145,9 @@ def evaluate(
     """
     for name, value in (("tasks", num_tasks), ("episodes", episodes)):
         if value < 1:
-            raise ValueError(f"--{name} must be at least 1, got {value}")
+            raise InputError(f"--{name} must be at least 1, got {value}")
     if steps < 0:
-        raise ValueError(f"--steps must be at least 0, got {steps}")
+        raise InputError(f"--steps must be at least 0, got {steps}")
     config, policy, _ = load_policy(run_dir)
     baseline_paths = _baseline_paths(baselines_dir)
     out = Path(out) if out is not None else Path(run_dir) / "evaluation" / "results.json"

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from metarl.errors import InputError
+
 __all__ = ["REQUIRED_COLUMNS", "group_runs", "plot_runs", "read_progress"]
 
 REQUIRED_COLUMNS = ("iteration", "return_pre", "return_post", "env_steps", "time_s")
@@ -45,12 +47,12 @@ def read_progress(run_dir: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         header = reader.fieldnames or []
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"{path}: missing column(s) {missing}; found {header}, need {list(REQUIRED_COLUMNS)}"
             )
         rows = list(reader)
     if not rows:
-        raise ValueError(f"{path}: has a header but no rows")
+        raise InputError(f"{path}: has a header but no rows")
     columns = {}
     for name in header:
         values = []
@@ -60,7 +62,7 @@ def read_progress(run_dir: str | os.PathLike[str]) -> dict[str, np.ndarray]:
                 values.append(float(cell) if cell else math.nan)
             except ValueError:
                 if name in REQUIRED_COLUMNS:
-                    raise ValueError(
+                    raise InputError(
                         f"{path}:{line}: column {name!r} holds {cell!r}, not a number"
                     ) from None
                 break  # a non-numeric extra column is not ours to plot
@@ -75,7 +77,7 @@ def _config(run_dir: Path) -> dict[str, Any] | None:
         return None
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(data, Mapping):
-        raise ValueError(f"{path}: expected a mapping of config keys")
+        raise InputError(f"{path}: expected a mapping of config keys")
     return dict(data)
 
 
@@ -151,7 +153,7 @@ def plot_runs(
         FileNotFoundError: a run dir or its ``progress.csv`` is missing.
     """
     if isinstance(run_dirs, str | os.PathLike) or not run_dirs:
-        raise ValueError("plot_runs needs a non-empty list of run dirs")
+        raise InputError("plot_runs needs a non-empty list of run dirs")
     runs = [Path(r) for r in run_dirs]
     progress = {run: read_progress(run) for run in runs}  # every error before any drawing
 

@@ -7,9 +7,9 @@ same time step everywhere. Frames are streamed to the writer, never all held.
 
 MuJoCo families render through Gymnasium's offscreen renderer, looking through
 the model's ``track`` camera when it has one (it follows the body's centre of
-mass, so a running cheetah stays in view). Navigation2D has no MuJoCo model and
-gets a small PIL drawing instead: the goal region, the goal, the agent and its
-trail.
+mass, so a running cheetah stays in view). Navigation2D draws itself (its
+``render``): the goal region, the goal, the agent and its trail. Each family
+says which it needs (``render_needs_opengl``, ``render_kwargs``).
 
 Headless machines: when ``MUJOCO_GL`` is unset and there is no ``DISPLAY``,
 EGL is tried first and ``MUJOCO_GL`` is set to the backend that works before
@@ -32,7 +32,7 @@ from gymnasium.envs.registration import load_env_creator
 from PIL import Image, ImageDraw, ImageFont
 
 import envs as _envs  # noqa: F401  (registers the metarl/* ids for gym.make)
-from envs.navigation import Navigation2DEnv
+from metarl.errors import InputError
 from metarl.policies import GaussianMLPPolicy, Params, distribution
 
 __all__ = [
@@ -135,35 +135,6 @@ def _describe(task: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _navigation_frame(
-    trail: Sequence[np.ndarray], goal: Sequence[float], size: tuple[int, int]
-) -> np.ndarray:
-    """Top view of Navigation2D: the goal square [-0.5, 0.5]^2, goal (green), trail and agent (red).
-
-    The view shows [-0.8, 0.8]^2 and zooms out when the agent wanders further,
-    so the agent never leaves the picture; the goal square gives the scale.
-    """
-    width, height = size
-    extent = max(0.8, 1.1 * float(np.max(np.abs(trail))))
-    scale = min(width, height) / (2 * extent)
-
-    def pixel(point: Sequence[float]) -> tuple[float, float]:
-        return width / 2 + point[0] * scale, height / 2 - point[1] * scale  # y up, as in a plot
-
-    image = Image.new("RGB", size, (250, 250, 250))
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([pixel((-0.5, 0.5)), pixel((0.5, -0.5))], outline=(180, 180, 180))
-    gx, gy = pixel(goal)
-    radius = max(3.0, 0.03 * scale)
-    draw.ellipse([gx - radius, gy - radius, gx + radius, gy + radius], fill=(40, 170, 60))
-    points = [pixel(p) for p in trail]
-    if len(points) > 1:
-        draw.line(points, fill=(90, 120, 220), width=2)
-    ax, ay = points[-1]
-    draw.ellipse([ax - radius, ay - radius, ax + radius, ay + radius], fill=(210, 50, 40))
-    return np.asarray(image)
-
-
 class _Panel:
     """One rollout: an env on one task, driven by one parameter set, and its current frame."""
 
@@ -177,25 +148,20 @@ class _Panel:
         env_kwargs: Mapping[str, Any],
     ) -> None:
         creator = load_env_creator(gym.spec(env_id).entry_point)
-        self.drawn = isinstance(creator, type) and issubclass(creator, Navigation2DEnv)
-        if self.drawn:
-            self.env = gym.make(env_id, **env_kwargs)
-        else:
+        # A metarl family says how it renders; any other env is taken for a MuJoCo one.
+        if getattr(creator, "render_needs_opengl", True):
             ensure_gl_backend()
-            # Gymnasium falls back to its free camera when the model has no "track".
-            camera = {"camera_name": "track"} if _is_mujoco(creator) else {}
-            self.env = gym.make(
-                env_id,
-                render_mode="rgb_array",
-                width=size[0],
-                height=size[1],
-                **camera,
-                **env_kwargs,
-            )
+        self.env = gym.make(
+            env_id,
+            render_mode="rgb_array",
+            width=size[0],
+            height=size[1],
+            **getattr(creator, "render_kwargs", {}),
+            **env_kwargs,
+        )
         self.env.unwrapped.task = task  # ValueError naming the key for a bad task
         self.task, self.params, self.caption, self.size = dict(task), params, caption, size
         self.obs: np.ndarray | None = None
-        self.trail: list[np.ndarray] = []
         self.total, self.steps, self.done = 0.0, 0, False
         self.noise: torch.Generator | None = None
 
@@ -203,7 +169,6 @@ class _Panel:
         self.obs, _ = self.env.reset(seed=seed)
         # Every panel draws the same noise stream, so panels differ only by their parameters.
         self.noise = None if deterministic else torch.Generator().manual_seed(seed)
-        self.trail = [np.asarray(self.obs, dtype=np.float64).copy()]
 
     def step(self, policy: GaussianMLPPolicy, max_steps: int | None) -> None:
         obs = torch.as_tensor(self.obs, dtype=torch.float32)
@@ -219,33 +184,22 @@ class _Panel:
         space = self.env.action_space
         action = np.clip(action, space.low, space.high)  # as the sampler does
         self.obs, reward, terminated, truncated, _ = self.env.step(action)
-        self.trail.append(np.asarray(self.obs, dtype=np.float64).copy())
         self.total += float(reward)
         self.steps += 1
         self.done = terminated or truncated or (max_steps is not None and self.steps >= max_steps)
 
     def frame(self) -> np.ndarray:
-        if self.drawn:
-            image = _navigation_frame(self.trail, self.task["goal"], self.size)
-        else:
-            try:
-                image = self.env.render()
-            except Exception as err:  # the GL context can still fail past the probe
-                raise RenderingError(f"rendering failed: {err}\n{_INSTALL_HINT}") from err
-            image = np.asarray(image, dtype=np.uint8)
+        try:
+            image = self.env.render()
+        except Exception as err:  # the GL context can still fail past the probe
+            raise RenderingError(f"rendering failed: {err}\n{_INSTALL_HINT}") from err
+        image = np.asarray(image, dtype=np.uint8)
         state = "done" if self.done else f"t={self.steps}"
         lines = [self.caption, _describe(self.task), f"{state}  return {self.total:.1f}"]
         return _caption(image, lines)
 
     def close(self) -> None:
         self.env.close()
-
-
-def _is_mujoco(creator: Any) -> bool:
-    """Whether the env is a Gymnasium ``MujocoEnv`` (whose constructor takes ``camera_name``)."""
-    from gymnasium.envs.mujoco import MujocoEnv
-
-    return isinstance(creator, type) and issubclass(creator, MujocoEnv)
 
 
 def _caption(image: np.ndarray, lines: Sequence[str]) -> np.ndarray:
@@ -378,18 +332,18 @@ def render_adaptation(
     """
     out = Path(out)
     if out.suffix.lower() not in VIDEO_SUFFIXES:
-        raise ValueError(
+        raise InputError(
             f"cannot write {out}: unknown video suffix {out.suffix!r}; use one of {list(VIDEO_SUFFIXES)}"
         )
     if not params_list or not tasks:
-        raise ValueError("render_adaptation needs at least one parameter set and one task")
+        raise InputError("render_adaptation needs at least one parameter set and one task")
     captions = list(captions) if captions is not None else _default_captions(len(params_list))
     if len(captions) != len(params_list):
-        raise ValueError(f"got {len(captions)} captions for {len(params_list)} parameter sets")
+        raise InputError(f"got {len(captions)} captions for {len(params_list)} parameter sets")
     if max_steps is not None and max_steps <= 0:
-        raise ValueError(f"max_steps must be positive, got {max_steps}")
+        raise InputError(f"max_steps must be positive, got {max_steps}")
     if fps <= 0 or min(size) <= 0:
-        raise ValueError(f"fps and size must be positive, got fps={fps}, size={size}")
+        raise InputError(f"fps and size must be positive, got fps={fps}, size={size}")
     size = (int(size[0]), int(size[1]))
 
     # columns[c][k]: the parameters of task k in column c

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -119,7 +120,7 @@ class Sampler:
                         # One episode per sub-env: finished ones stay frozen and their
                         # physics is skipped instead of running a discarded new episode.
                         autoreset_mode="disabled",
-                        **({"num_threads": num_threads} if _is_mujoco(env_id) else {}),
+                        **({"num_threads": num_threads} if _engine_takes_threads(env_id) else {}),
                         **self.env_kwargs,
                     )
                     rows = slice(lo * episodes_per_task, hi * episodes_per_task)
@@ -160,8 +161,12 @@ class Sampler:
                     group.env.close(terminate=True)
                 else:
                     group.env.close()
-            except Exception:
-                pass
+            except Exception as err:  # closing must go on (we may be here for another error)
+                warnings.warn(
+                    f"closing a vector env of {self.env_id} failed: {type(err).__name__}: {err}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         self._groups = []
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
@@ -169,7 +174,11 @@ class Sampler:
 
     def sample_tasks(self, n: int, rng: np.random.Generator | None = None) -> list[dict[str, Any]]:
         """Tasks from the env's distribution."""
-        return gym.make(self.env_id).unwrapped.sample_tasks(n, rng)
+        env = gym.make(self.env_id, **self.env_kwargs)
+        try:
+            return env.unwrapped.sample_tasks(n, rng)
+        finally:
+            env.close()
 
     # --- sampling ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -357,8 +366,9 @@ class _Buffers:
         )
 
 
-def _is_mujoco(env_id: str) -> bool:
-    """Whether the env's batched engine is ``mujoco.batch`` (which takes ``num_threads``)."""
-    from envs.locomotion import LocomotionEnv
+def _engine_takes_threads(env_id: str) -> bool:
+    """Whether the env's batched engine takes ``num_threads`` (the family says so)."""
+    from gymnasium.envs.registration import load_env_creator
 
-    return isinstance(gym.make(env_id).unwrapped, LocomotionEnv)
+    creator = load_env_creator(gym.spec(env_id).entry_point)
+    return bool(getattr(creator, "engine_takes_threads", False))

@@ -36,6 +36,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from torch import nn
 
 import envs as _envs  # noqa: F401  (registers the metarl/* ids for gym.make)
+from metarl.errors import InputError
 from metarl.policies import ACTIVATIONS, GaussianMLPPolicy, Params
 
 __all__ = [
@@ -448,7 +449,7 @@ def _train(
     observe_task: bool,
 ) -> Path:
     if total_timesteps <= 0 or n_envs <= 0:
-        raise ValueError(
+        raise InputError(
             f"total_timesteps and n_envs must be positive, got {total_timesteps}, {n_envs}"
         )
     vec = _vec_env(env_id, n_envs, seed, observe_task)
@@ -594,11 +595,11 @@ def oracle_returns(
     An episode runs to termination or the env's registered horizon.
     """
     if episodes <= 0:
-        raise ValueError(f"episodes must be positive, got {episodes}")
+        raise InputError(f"episodes must be positive, got {episodes}")
     model = _load(path)
     env_list = [TaskObservationWrapper(gym.make(env_id)) for _ in range(episodes)]
     if env_list[0].observation_space.shape != model.observation_space.shape:
-        raise ValueError(
+        raise InputError(
             f"{path}: the model observes {model.observation_space.shape}, but {env_id} with its "
             f"task appended gives {env_list[0].observation_space.shape}; is it an oracle for this env?"
         )

@@ -203,16 +203,33 @@ class Trainer:
 
     # --- logging and checkpoints --------------------------------------------------------------
     def _log(self, row: dict[str, float], writer: Any) -> None:
-        new = not self.progress_path.exists() or self.progress_path.stat().st_size == 0
+        fields = list(row)
+        existing = self._progress_header()
+        if existing is not None and existing != fields:
+            # A column appeared (or moved) since the file was started, e.g. a run resumed
+            # by a newer metarl: rewrite it under the union of the columns, blanks for the old rows.
+            fields = existing + [f for f in fields if f not in existing]
+            with self.progress_path.open(newline="", encoding="utf-8") as f:
+                old_rows = list(csv.DictReader(f))
+            with self.progress_path.open("w", newline="", encoding="utf-8") as f:
+                out = csv.DictWriter(f, fieldnames=fields, restval="")
+                out.writeheader()
+                out.writerows(old_rows)
         with self.progress_path.open("a", newline="", encoding="utf-8") as f:
-            out = csv.DictWriter(f, fieldnames=list(row))
-            if new:
+            out = csv.DictWriter(f, fieldnames=fields, restval="")
+            if existing is None:
                 out.writeheader()
             out.writerow(row)
         for key, value in row.items():
             if key != "iteration":
                 writer.add_scalar(key, value, row["iteration"])
         writer.flush()
+
+    def _progress_header(self) -> list[str] | None:
+        if not self.progress_path.exists() or self.progress_path.stat().st_size == 0:
+            return None
+        with self.progress_path.open(newline="", encoding="utf-8") as f:
+            return next(csv.reader(f), None)
 
     def save_checkpoint(self, iterations_done: int) -> Path:
         """Write ``checkpoints/latest.pt`` atomically (a temp file, then a rename)."""

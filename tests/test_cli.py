@@ -56,3 +56,18 @@ def test_benchmark_sampler_json_schema(capsys):
     for kind in ("batched", "sync", "async"):
         assert result["samplers"][kind]["steps_per_s"] > 0
     assert result["ratios"]["batched_over_sync"] > 0
+
+
+def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, capsys, monkeypatch):
+    import metarl.cli as cli
+
+    code = main(["evaluate", str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "does not exist" in err
+
+    def bug(args):
+        raise ValueError("an internal invariant broke")
+
+    monkeypatch.setattr(cli, "_plot", bug)
+    with pytest.raises(ValueError, match="internal invariant"):
+        main(["plot", str(tmp_path)])

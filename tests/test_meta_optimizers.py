@@ -339,7 +339,7 @@ def test_trpo_state_dict_round_trip():
     optimizer.step(policy, synthetic_batch(policy), AdaptationSettings(lr=0.3))
     restored = TRPO()
     restored.load_state_dict(optimizer.state_dict())
-    assert restored.state_dict() == optimizer.state_dict() == {"num_steps": 1}
+    assert restored.state_dict() == optimizer.state_dict() == {"num_steps": 1, "num_skipped": 0}
 
 
 def test_make_meta_optimizer_from_configs_and_mappings():

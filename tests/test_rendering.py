@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import envs.navigation
 import metarl.rendering as rendering
 from metarl.policies import GaussianMLPPolicy, params_of, stack_params
 from metarl.rendering import RenderingError, ensure_gl_backend, render_adaptation
@@ -51,7 +52,7 @@ def test_stacked_params_are_per_task(tmp_path, monkeypatch):
         ends.setdefault(tuple(goal), []).append(np.asarray(trail[-1]))
         return np.zeros((size[1], size[0], 3), dtype=np.uint8)
 
-    monkeypatch.setattr(rendering, "_navigation_frame", record)
+    monkeypatch.setattr(envs.navigation, "top_view", record)
     render_adaptation(
         "metarl/Navigation2D-v0", policy, [theta, stack_params([rights, lefts])], tasks,
         out=tmp_path / "nav.gif", size=(16, 16), max_steps=3,

@@ -249,3 +249,45 @@ def test_checkpoint_holds_plain_data_and_restores_every_rng(tmp_path):
     again = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(expected[0], again[0])
     assert np.array_equal(expected[1], again[1]) and expected[2] == again[2]
+
+
+def test_a_new_progress_column_on_resume_keeps_the_rows_aligned(tmp_path):
+    Trainer(tiny(iterations=1), tmp_path / "run", progress=False).train()
+    path = tmp_path / "run" / "progress.csv"
+    # An older metarl wrote the file without the "skipped" column.
+    rows = read_rows(tmp_path / "run")
+    header = [k for k in rows[0] if k != "skipped"]
+    with path.open("w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
+        out.writeheader()
+        out.writerows(rows)
+    Trainer(tiny(iterations=2), tmp_path / "run", resume=True, progress=False).train()
+    rows = read_rows(tmp_path / "run")
+    assert [r["iteration"] for r in rows] == ["0", "1"]
+    assert rows[0]["skipped"] == "" and rows[1]["skipped"] == "0.0"
+    assert float(rows[1]["env_steps"]) > float(rows[0]["env_steps"])
+
+
+def test_trpo_counts_and_reports_a_skipped_step():
+    from metarl.adaptation import AdaptationSettings, make_meta_batch
+    from metarl.baselines import LinearFeatureBaseline
+    from metarl.meta_optimizers.trpo import TRPO
+    from metarl.sampler import Sampler
+
+    config = tiny()
+    torch.manual_seed(0)
+    with Sampler(config.env, 2, 3, 5) as sampler:
+        from metarl.checkpoint import make_policy
+
+        policy = make_policy(config, sampler.obs_dim, sampler.act_dim)
+        tasks = sampler.sample_tasks(2)
+        pre = sampler.sample(policy, None, tasks, seed=0)
+        post = sampler.sample(policy, None, tasks, seed=1)
+    batch = make_meta_batch(pre, post, LinearFeatureBaseline(), 0.99, 1.0)
+    zero = dataclasses.replace(batch, post_advantages=torch.zeros_like(batch.post_advantages))
+    trpo = TRPO()
+    with pytest.warns(RuntimeWarning, match="skipped"):
+        metrics = trpo.step(policy, zero, AdaptationSettings())
+    assert metrics["skipped"] == 1.0 and trpo.num_skipped == 1
+    assert trpo.state_dict()["num_skipped"] == 1
+    assert trpo.step(policy, batch, AdaptationSettings())["skipped"] == 0.0

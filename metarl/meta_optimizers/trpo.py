@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -227,6 +228,7 @@ class TRPO:
         self.ls_backtrack_ratio = ls_backtrack_ratio
         self.fvp = fvp
         self.num_steps = 0
+        self.num_skipped = 0
 
     def step(
         self, policy: nn.Module, batch: MetaBatch, adaptation: AdaptationSettings
@@ -236,6 +238,7 @@ class TRPO:
         Metrics: ``loss_before``, ``loss_after`` (surrogate, lower is better),
         ``kl`` (mean KL of the accepted step, 0 if rejected), ``ls_steps``,
         ``step_fraction`` (accepted multiple of the full step, 0 if rejected),
+        ``skipped`` (1 when no step was tried: the curvature was not positive),
         ``grad_norm``, and the seconds spent on the gradient (adaptation
         included), on conjugate gradient and on the line search (``time_*_s``).
 
@@ -295,10 +298,20 @@ class TRPO:
             "time_gradient_s": cg_start - start,
             "time_cg_s": cg_end - cg_start,
             "time_line_search_s": 0.0,
+            "skipped": 0.0,
         }
         self.num_steps += 1
         if not curvature > 0:
-            return metrics  # zero gradient or a non-positive curvature estimate: no step
+            # A zero gradient or a non-positive curvature estimate: no step, said out loud.
+            self.num_skipped += 1
+            warnings.warn(
+                f"TRPO skipped its step: the curvature estimate g^T F^-1 g = {curvature:.3g} is not "
+                "positive (a zero meta-gradient, or too few CG iterations / too little damping)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            metrics["skipped"] = 1.0
+            return metrics
         step = -x * (2.0 * self.max_kl / curvature) ** 0.5
 
         def evaluate() -> tuple[float, float]:
@@ -333,8 +346,9 @@ class TRPO:
         return metrics
 
     def state_dict(self) -> dict[str, Any]:
-        """TRPO keeps no optimizer state beyond a step counter."""
-        return {"num_steps": self.num_steps}
+        """TRPO keeps no optimizer state beyond its step counters."""
+        return {"num_steps": self.num_steps, "num_skipped": self.num_skipped}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.num_steps = int(state["num_steps"])
+        self.num_skipped = int(state.get("num_skipped", 0))
