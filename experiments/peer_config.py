@@ -64,6 +64,14 @@ VARIANTS: dict[str, list[str]] = {
         "meta_optimizer.fvp=gauss_newton",
         "env_kwargs={exclude_current_positions_from_observation: false}",
     ],
+    # ProMP's low-variance curvature estimator in place of MAML's biased one.
+    "scaled-xavier-gn-lvc": [
+        *OLD,
+        *SCALED,
+        "policy.init=xavier_uniform",
+        "meta_optimizer.fvp=gauss_newton",
+        "objective=lvc",
+    ],
     "std1-torch": OLD,
     "std1-xavier": [*OLD, "policy.init=xavier_uniform"],
     "scaled-torch": [*OLD, *SCALED],

@@ -327,6 +327,8 @@ class TRPOConfig(_Checked):
     """Step shrink factor per line-search step, in (0, 1)."""
     fvp: str = "gauss_newton"
     """Fisher-vector product form: exact | gauss_newton | adapted_fisher."""
+    cg_subsample: float = 1.0
+    """Share of the tasks whose episodes estimate the curvature (a new draw each step), in (0, 1]."""
 
     def _check(self) -> None:
         _positive(self.max_kl, "max_kl")
@@ -336,6 +338,8 @@ class TRPOConfig(_Checked):
         if not 0 < self.ls_backtrack_ratio < 1:
             raise _err("ls_backtrack_ratio", f"must be in (0, 1), got {self.ls_backtrack_ratio!r}")
         _one_of(self.fvp, FVP_KINDS, "fvp")
+        if not 0 < self.cg_subsample <= 1:
+            raise _err("cg_subsample", f"must be in (0, 1], got {self.cg_subsample!r}")
 
 
 @dataclass(frozen=True)

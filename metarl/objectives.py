@@ -228,6 +228,25 @@ class MetaBatch:
         """A copy with every floating tensor cast to ``dtype``."""
         return MetaBatch(**{f.name: getattr(self, f.name).to(dtype) for f in fields(self)})
 
+    def select(self, tasks: Tensor) -> MetaBatch:
+        """The meta-batch of the tasks at the indices ``tasks`` (a 1-D long tensor)."""
+
+        def part(episodes: Episodes) -> Episodes:
+            picked = {
+                f.name: getattr(episodes, f.name)[tasks]
+                for f in fields(Episodes)
+                if f.name != "tasks"
+            }
+            names = tuple(episodes.tasks[i] for i in tasks.tolist()) if episodes.tasks else ()
+            return Episodes(**picked, tasks=names)
+
+        return MetaBatch(
+            pre=part(self.pre),
+            post=part(self.post),
+            pre_advantages=self.pre_advantages[tasks],
+            post_advantages=self.post_advantages[tasks],
+        )
+
     def nonfinite_fields(self) -> list[str]:
         """Names of the tensors that hold NaN or inf (empty when all are finite)."""
         bad = []

@@ -354,3 +354,31 @@ def test_make_meta_optimizer_from_configs_and_mappings():
         make_meta_optimizer({"name": "sgd"})
     with pytest.raises(ValueError, match="fvp must be one of"):
         TRPO(fvp="diagonal")
+
+
+def test_cg_subsample_estimates_the_curvature_on_a_share_of_the_tasks(monkeypatch):
+    """cg_subsample=1 is the full curvature; a share uses those tasks' episodes only."""
+    import metarl.meta_optimizers.trpo as trpo_module
+
+    policy = tiny_policy()
+    batch = synthetic_batch(policy)
+    seen = []
+    real = trpo_module.gauss_newton_fvp
+
+    def spy(trace, mean, std, mask, params, damping):
+        seen.append(mask.shape[0])
+        return real(trace, mean, std, mask, params, damping)
+
+    monkeypatch.setattr(trpo_module, "gauss_newton_fvp", spy)
+    full, half = tiny_policy(), tiny_policy()
+    adaptation = AdaptationSettings(lr=0.3)
+    TRPO(cg_subsample=1.0).step(full, batch, adaptation)
+    metrics = TRPO(cg_subsample=0.5).step(half, batch, adaptation)
+    assert seen == [3, 2]  # 3 tasks; round(0.5 * 3) = 2 of them for the subsample
+    assert 0 < metrics["kl"] <= 0.01  # the line search still checks the KL on every task
+    moved = [
+        not torch.equal(a, b) for a, b in zip(full.parameters(), half.parameters(), strict=True)
+    ]
+    assert any(moved), "a different curvature estimate gives a different step"
+    with pytest.raises(ValueError, match="cg_subsample"):
+        TRPO(cg_subsample=0.0)

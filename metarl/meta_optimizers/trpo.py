@@ -198,6 +198,9 @@ class TRPO:
         ls_max_steps: line-search trials before the step is rejected.
         ls_backtrack_ratio: step shrink factor between trials, in (0, 1).
         fvp: ``exact | gauss_newton | adapted_fisher`` (module docstring).
+        cg_subsample: share of the meta-batch's tasks whose episodes estimate the
+            curvature matrix (a new random draw each step); 1 uses them all. The
+            products cost in proportion; the line search checks the KL on every task.
     """
 
     def __init__(
@@ -208,6 +211,7 @@ class TRPO:
         ls_max_steps: int = 15,
         ls_backtrack_ratio: float = 0.8,
         fvp: str = "gauss_newton",
+        cg_subsample: float = 1.0,
     ) -> None:
         if not max_kl > 0:
             raise ValueError(f"max_kl must be positive, got {max_kl}")
@@ -219,6 +223,8 @@ class TRPO:
             raise ValueError(f"cg_damping must be non-negative, got {cg_damping}")
         if not 0 < ls_backtrack_ratio < 1:
             raise ValueError(f"ls_backtrack_ratio must be in (0, 1), got {ls_backtrack_ratio}")
+        if not 0 < cg_subsample <= 1:
+            raise ValueError(f"cg_subsample must be in (0, 1], got {cg_subsample}")
         if fvp not in FVP_KINDS:
             raise ValueError(f"fvp must be one of {', '.join(FVP_KINDS)}, got {fvp!r}")
         self.max_kl = max_kl
@@ -227,6 +233,7 @@ class TRPO:
         self.ls_max_steps = ls_max_steps
         self.ls_backtrack_ratio = ls_backtrack_ratio
         self.fvp = fvp
+        self.cg_subsample = cg_subsample
         self.num_steps = 0
         self.num_skipped = 0
 
@@ -274,17 +281,32 @@ class TRPO:
         check_finite("meta-gradient", grad)
 
         cg_start = time.perf_counter()  # the products' set-up counts as CG time
-        if self.fvp == "exact":
-            kl = mean_kl(old_mean, old_std, mean, std, post.mask)
-            fvp = exact_fvp(kl, params, self.cg_damping)
-        elif self.fvp == "gauss_newton":
-            fvp = gauss_newton_fvp(trace, mean, std, post.mask, params, self.cg_damping)
+        if self.cg_subsample < 1.0:
+            # The curvature of a random share of the tasks (a new draw every step, from the
+            # step counter, so a resumed run draws the same): its own inner-step graph.
+            num_tasks = batch.num_tasks
+            count = max(1, round(self.cg_subsample * num_tasks))
+            draw = torch.Generator().manual_seed(self.num_steps)
+            chosen = torch.randperm(num_tasks, generator=draw)[:count].sort().values
+            sub = batch.select(chosen)
+            trace = adapt_steps(
+                policy,
+                theta,
+                sub.pre,
+                sub.pre_advantages,
+                first_order=adaptation.first_order,
+                **adapt_kwargs,
+            )
+            fvp_mean, fvp_std = policy_stats(policy, trace[-1], sub.post.observations)
+            fvp_mask = sub.post.mask
         else:
-            fvp = adapted_fisher_fvp(trace, mean, std, post.mask, params, self.cg_damping)
+            fvp_mean, fvp_std, fvp_mask = mean, std, post.mask
+        fvp = self._curvature_product(trace, fvp_mean, fvp_std, fvp_mask, params)
         # Natural gradient x = F^-1 g; the update is -x scaled to the KL boundary.
         x = conjugate_gradient(fvp, grad, self.cg_iters)
         cg_end = time.perf_counter()
-        del fvp, trace, mean, std, log_probs, loss  # free the graphs before the line search
+        # Free the graphs before the line search.
+        del fvp, trace, mean, std, fvp_mean, fvp_std, log_probs, loss
         # For CG iterates from 0, x^T F x = x^T g exactly: no extra product needed.
         curvature = float(x @ grad)
         check_finite("conjugate-gradient step", x)
@@ -344,6 +366,21 @@ class TRPO:
         if result.fraction is not None:
             metrics.update(loss_after=result.loss, kl=result.kl, step_fraction=result.fraction)
         return metrics
+
+    def _curvature_product(
+        self,
+        trace: Sequence[Params],
+        mean: Tensor,
+        std: Tensor,
+        mask: Tensor,
+        params: Sequence[Tensor],
+    ) -> Callable[[Tensor], Tensor]:
+        """``v -> F v`` of the configured kind at the current parameters (``mean``, ``std``)."""
+        if self.fvp == "exact":
+            kl = mean_kl(mean.detach(), std.detach(), mean, std, mask)
+            return exact_fvp(kl, params, self.cg_damping)
+        product = gauss_newton_fvp if self.fvp == "gauss_newton" else adapted_fisher_fvp
+        return product(trace, mean, std, mask, params, self.cg_damping)
 
     def state_dict(self) -> dict[str, Any]:
         """TRPO keeps no optimizer state beyond its step counters."""
