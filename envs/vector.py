@@ -120,6 +120,19 @@ class ArrayVectorEnv(VectorEnv):
         """Tasks from the family's distribution, as the single env's ``sample_tasks``."""
         return self.definitions.sample_tasks(n, rng)
 
+    @property
+    def task(self) -> dict[str, Any]:
+        raise AttributeError(
+            "a vector env has one task per sub-env: read them with vec.get_attr('task')"
+        )
+
+    @task.setter
+    def task(self, value: Any) -> None:
+        raise AttributeError(
+            "a vector env has one task per sub-env: set them with "
+            "vec.set_attr('task', [task_0, ..., task_N-1]) (one task dict per sub-env)"
+        )
+
     def set_attr(self, name: str, values: Any) -> None:
         """Set ``task`` per sub-env (a list of ``num_envs`` task dicts), as Gymnasium's vector envs."""
         if name != "task":

@@ -24,6 +24,7 @@ from metarl.policies import GaussianMLPPolicy
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CheckpointError",
+    "RunLock",
     "get_rng_states",
     "load_checkpoint",
     "load_policy",
@@ -92,6 +93,67 @@ def set_rng_states(states: dict[str, Any]) -> None:
     )
     p = states["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
+
+
+# --- one process per run directory ------------------------------------------------------------
+
+
+class RunLock:
+    """``RUN_DIR/.lock``: the pid of the process writing the run; a second writer is refused.
+
+    A lock whose process no longer runs (a run killed with SIGKILL, a machine
+    that rebooted) is stale and taken over. Use as a context manager or call
+    :meth:`release`.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str]) -> None:
+        self.path = Path(run_dir) / ".lock"
+        self.held = False
+        for _ in range(2):  # a second try after removing a stale lock
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is not None and owner != os.getpid() and _alive(owner):
+                    raise CheckpointError(
+                        f"run directory {self.path.parent} is in use by process {owner} "
+                        f"(its {self.path}); wait for it to finish or stop it. If no such "
+                        "process runs any more, delete the lock file"
+                    ) from None
+                self.path.unlink(missing_ok=True)  # stale (or our own): take it over
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()}\n")
+            self.held = True
+            return
+        raise CheckpointError(f"could not take the lock {self.path}; another process races for it")
+
+    def _owner(self) -> int | None:
+        try:
+            return int(self.path.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def release(self) -> None:
+        if self.held and self._owner() == os.getpid():
+            self.path.unlink(missing_ok=True)
+        self.held = False
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by someone else
+    return True
 
 
 # --- checkpoints ----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -160,12 +161,47 @@ def _evaluate(args: argparse.Namespace) -> int:
     from metarl.evaluation import evaluate, markdown_table
 
     out = Path(args.out) if args.out else Path(args.run_dir) / "evaluation" / "results.json"
+    _check_run_dir(args.run_dir)
+    _check_counts(args, tasks=1, episodes=1, steps=0)
+    _check_writable(out)
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it or choose another --out")
     results = evaluate(
         args.run_dir, args.tasks, args.steps, args.episodes, args.seed, args.baselines, out
     )
     print(markdown_table(results), end="")
     print(f"results: {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}")
     return 0
+
+
+def _check_counts(args: argparse.Namespace, **minimum: int) -> None:
+    """Each named argument, when given, is at least its minimum (the same rule for every command)."""
+    for name, low in minimum.items():
+        value = getattr(args, name, None)
+        if value is not None and value < low:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} must be at least {low}, got {value}")
+
+
+def _check_writable(out: Path) -> None:
+    """Fail before any work when ``out`` cannot be written (a directory, a read-only parent).
+
+    Creates nothing: the nearest existing ancestor must be a writable directory.
+    """
+    if out.is_dir():
+        raise UsageError(f"{out} is a directory; give a file name for the output")
+    ancestor = out.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"cannot write {out}: {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK):
+        raise UsageError(f"cannot write {out}: the directory {ancestor} is not writable")
+
+
+def _check_run_dir(run_dir: str) -> None:
+    if not Path(run_dir).is_dir():
+        raise UsageError(f"run directory {run_dir} does not exist; pass a training run's --run-dir")
 
 
 def _parse_task_json(text: str) -> dict:
@@ -193,6 +229,11 @@ def _render(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".mp4", ".gif"):
         raise UsageError(f"--out must end in .mp4 or .gif, got {out}")
+    _check_run_dir(args.run_dir)
+    _check_counts(args, steps=0, tasks=1, width=1, height=1, fps=1, max_steps=1)
+    _check_writable(out)
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it or choose another --out")
     config, policy, _ = load_policy(args.run_dir)
     distribution = gym.make(config.env, **config.env_kwargs).unwrapped
     if args.task:
@@ -223,7 +264,7 @@ def _render(args: argparse.Namespace) -> int:
         seed=args.seed,
         size=(args.width, args.height),
         fps=args.fps,
-        max_steps=min(args.max_steps or config.horizon, config.horizon),
+        max_steps=min(args.max_steps, config.horizon) if args.max_steps else config.horizon,
         deterministic=args.deterministic,
         env_kwargs=config.env_kwargs,
     )
@@ -249,6 +290,13 @@ def _baseline(args: argparse.Namespace) -> int:
         if args.out
         else Path("baselines") / Path(args.config).stem / f"{args.kind}.zip"
     )
+    if out.suffix != ".zip":
+        raise UsageError(
+            f"--out must end in .zip (what `evaluate --baselines` reads: pretrained.zip, "
+            f"oracle.zip), got {out}"
+        )
+    _check_counts(args, timesteps=1)
+    _check_writable(out)
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists; pass --force to overwrite it or choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -308,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--baselines", help="directory with pretrained.zip / oracle.zip from `metarl baseline`"
     )
     ev.add_argument("--out", help="results.json path (default RUN_DIR/evaluation/results.json)")
+    ev.add_argument("--force", action="store_true", help="overwrite an existing results.json")
     ev.set_defaults(run=_evaluate)
 
     render = commands.add_parser("render", help="video of the policy before and after adaptation")
@@ -322,8 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--steps", type=int, default=1, help="adaptation steps (one column each)")
     render.add_argument("--seed", type=int, default=1)
     render.add_argument("--out", default="video.mp4", help="video.mp4 or video.gif")
-    render.add_argument("--width", type=int, default=320)
-    render.add_argument("--height", type=int, default=240)
+    render.add_argument("--force", action="store_true", help="overwrite an existing video")
+    render.add_argument("--width", type=int, default=480, help="of one panel, in pixels")
+    render.add_argument("--height", type=int, default=360, help="of one panel, in pixels")
     render.add_argument("--fps", type=int, default=20)
     render.add_argument(
         "--max-steps", type=int, help="steps to show (default: the config's horizon)"

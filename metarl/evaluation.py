@@ -66,14 +66,16 @@ def _t_quantile_975(dof: int) -> float:
 
 
 def confidence_interval(values: Sequence[float]) -> dict[str, Any]:
-    """Mean and 95% t-interval across tasks, with the per-task values."""
+    """Mean and 95% t-interval across tasks, with the per-task values.
+
+    One task gives no interval: ``ci95`` is ``[None, None]`` (JSON ``null``; an
+    interval across tasks needs at least two).
+    """
     x = np.asarray(values, dtype=np.float64)
     mean = float(x.mean())
-    half = (
-        _t_quantile_975(len(x) - 1) * float(x.std(ddof=1)) / math.sqrt(len(x))
-        if len(x) > 1
-        else math.inf
-    )
+    if len(x) < 2:
+        return {"mean": mean, "ci95": [None, None], "per_task": [float(v) for v in x]}
+    half = _t_quantile_975(len(x) - 1) * float(x.std(ddof=1)) / math.sqrt(len(x))
     return {"mean": mean, "ci95": [mean - half, mean + half], "per_task": [float(v) for v in x]}
 
 
@@ -234,16 +236,14 @@ def _baseline_paths(baselines_dir: str | os.PathLike[str] | None) -> dict[str, P
         return {}
     directory = Path(baselines_dir)
     if not directory.is_dir():
-        raise FileNotFoundError(
+        raise InputError(
             f"--baselines {directory} is not a directory; create it with `metarl baseline pretrain "
             f"CONFIG --out {directory}/pretrained.zip` and `metarl baseline oracle ...`"
         )
     found = {name: directory / f"{name}.zip" for name in ("pretrained", "oracle")}
     found = {name: path for name, path in found.items() if path.is_file()}
     if not found:
-        raise FileNotFoundError(
-            f"--baselines {directory} holds neither pretrained.zip nor oracle.zip"
-        )
+        raise InputError(f"--baselines {directory} holds neither pretrained.zip nor oracle.zip")
     return found
 
 
@@ -269,8 +269,8 @@ def markdown_table(results: dict[str, Any]) -> str:
 
 def _cell(step: dict[str, Any]) -> str:
     lo, hi = step["ci95"]
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return f"{step['mean']:.1f}"
+    if lo is None or hi is None:
+        return f"{step['mean']:.1f} (one task: no interval)"
     return f"{step['mean']:.1f} [{lo:.1f}, {hi:.1f}]"
 
 
@@ -290,11 +290,12 @@ def plot_curve(results: dict[str, Any], out: Path) -> Path:
         steps = sorted(curve, key=int)
         x = [int(k) for k in steps]
         mean = [curve[k]["mean"] for k in steps]
-        lo = [curve[k]["ci95"][0] for k in steps]
-        hi = [curve[k]["ci95"][1] for k in steps]
         style = "--" if name == "oracle" else "-o"
         (line,) = ax.plot(x, mean, style, label=name)
-        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15)
+        if all(curve[k]["ci95"][0] is not None for k in steps):
+            lo = [curve[k]["ci95"][0] for k in steps]
+            hi = [curve[k]["ci95"][1] for k in steps]
+            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15)
     ax.set_xlabel("policy-gradient steps on the new task")
     ax.set_ylabel("mean return (95% CI across tasks)")
     ax.set_title(f"{results['env']}: {len(results['tasks'])} held-out tasks")
@@ -309,7 +310,7 @@ def plot_curve(results: dict[str, Any], out: Path) -> Path:
 def _write(results: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    tmp.write_text(json.dumps(results, indent=1, allow_nan=False), encoding="utf-8")
     os.replace(tmp, out)
     out.with_suffix(".md").write_text(markdown_table(results), encoding="utf-8")
     plot_curve(results, out.with_suffix(".png"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import multiprocessing
 import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -297,7 +298,15 @@ class Sampler:
             env.step_async(actions)
             try:
                 return env.step_wait(timeout=self.step_timeout)
-            except (EOFError, BrokenPipeError, ConnectionResetError, TimeoutError) as exc:
+            # A dead worker shows as a broken pipe; a hung one as multiprocessing's
+            # TimeoutError, which is not the built-in TimeoutError.
+            except (
+                EOFError,
+                BrokenPipeError,
+                ConnectionResetError,
+                TimeoutError,
+                multiprocessing.TimeoutError,
+            ) as exc:
                 raise SamplerError(
                     f"an async worker of {self.env_id} died or did not answer within "
                     f"{self.step_timeout:.0f} s ({type(exc).__name__}: {exc})"

@@ -14,6 +14,7 @@ import dataclasses
 import os
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from metarl.baselines import LinearFeatureBaseline
 from metarl.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
+    RunLock,
     get_rng_states,
     load_checkpoint,
     load_policy,
@@ -99,10 +101,34 @@ class Trainer:
         self.meta_optimizer = make_meta_optimizer(config.meta_optimizer)
         self.adaptation = AdaptationSettings.from_config(config)
         self.start_iteration, self.env_steps, self.elapsed_s = 0, 0, 0.0
-        if resume:
-            self._restore()
+        if resume and not self.run_dir.is_dir():
+            raise CheckpointError(
+                f"run directory {self.run_dir} does not exist; pass the --run-dir of a training "
+                "run, or leave out --resume to start one there"
+            )
+        if resume and not self._never_started():
+            self._lock = RunLock(self.run_dir)
+            try:
+                self._restore()
+            except BaseException:
+                self._lock.release()
+                raise
         else:
             self._create_run_dir()
+            self._lock = RunLock(self.run_dir)
+
+    def _never_started(self) -> bool:
+        """A run directory whose run died before its first checkpoint: it can start over."""
+        if not (self.run_dir / "config.yaml").is_file() or self.checkpoint_path.exists():
+            return False
+        if not self.progress_path.exists():
+            return True
+        with self.progress_path.open(newline="", encoding="utf-8") as f:
+            return sum(1 for row in csv.reader(f) if row) <= 1  # a header at most
+
+    def close(self) -> None:
+        """Release the run directory (done by :meth:`train` when it returns or fails)."""
+        self._lock.release()
 
     # --- the loop ------------------------------------------------------------------------------
     def train(self, on_iteration: Callable[[dict[str, float]], None] | None = None) -> Path:
@@ -136,6 +162,7 @@ class Trainer:
         finally:
             bar.close()
             writer.close()
+            self.close()
         return self.run_dir
 
     def iteration(self, sampler: Sampler, iteration: int) -> dict[str, float]:
@@ -246,7 +273,13 @@ class Trainer:
         return save_checkpoint(state, self.checkpoint_path)
 
     def _create_run_dir(self) -> None:
-        if self.run_dir.exists() and any(self.run_dir.iterdir()):
+        if self.run_dir.exists() and self._never_started():
+            warnings.warn(
+                f"{self.run_dir} holds a run that never finished an iteration: starting it over",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        elif self.run_dir.exists() and any(self.run_dir.iterdir()):
             raise FileExistsError(
                 f"run directory {self.run_dir} already exists and is not empty: pass --resume to "
                 "continue it, or choose another --run-dir"
@@ -278,16 +311,36 @@ class Trainer:
             save_config(self.config, self.run_dir / "config.yaml")
 
     def _truncate_progress(self, iterations_done: int) -> None:
-        """Drop rows logged after the checkpoint (a run stopped between the two writes)."""
-        if not self.progress_path.exists():
-            return
-        with self.progress_path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-        if not rows:
-            return
-        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < iterations_done]
-        with self.progress_path.open("w", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows(kept)
+        """Make ``progress.csv`` the history of the checkpoint's ``iterations_done`` iterations.
+
+        Rows logged after the checkpoint (a run stopped between the two writes) and a
+        row cut short (a run killed mid-write) are dropped; rows that are missing (a
+        deleted or edited file) cannot be recovered and are reported.
+        """
+        rows: list[list[str]] = []
+        if self.progress_path.exists():
+            with self.progress_path.open(newline="", encoding="utf-8") as f:
+                rows = list(csv.reader(f))
+        header, kept = (rows[0], []) if rows else (None, [])
+        for row in rows[1:]:
+            if header is None or len(row) != len(header) or not _parses(row):
+                continue
+            if int(row[0]) < iterations_done:
+                kept.append(row)
+        dropped = len(rows) - 1 - len(kept) if rows else 0
+        seen = {int(r[0]) for r in kept}
+        missing = [i for i in range(iterations_done) if i not in seen]
+        if missing:
+            warnings.warn(
+                f"{self.progress_path} lacks the rows of iteration(s) {_ranges(missing)} of the "
+                f"{iterations_done} in the checkpoint; they cannot be recovered. Training goes on; "
+                "the curve has a gap there",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        if header is not None and dropped:
+            with self.progress_path.open("w", newline="", encoding="utf-8") as f:
+                csv.writer(f).writerows([header, *sorted(kept, key=lambda r: int(r[0]))])
 
     def _diverged_message(self, iteration: int, what: str) -> str:
         last = (
@@ -311,6 +364,28 @@ class Trainer:
             num_threads=c.sampler.num_threads,
             env_kwargs=c.env_kwargs,
         )
+
+
+def _parses(row: list[str]) -> bool:
+    """Whether every cell of a progress row is a number (blank cells allowed but the first)."""
+    try:
+        int(row[0])
+        for cell in row[1:]:
+            if cell:
+                float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
+    parts, start = [], numbers[0]
+    for previous, current in zip(numbers, [*numbers[1:], None], strict=True):
+        if current != previous + 1 if current is not None else True:
+            parts.append(f"{start}-{previous}" if previous != start else f"{start}")
+            start = current
+    return ", ".join(parts)
 
 
 def _make_probe_env(env_id: str, env_kwargs: dict[str, Any] | None = None):

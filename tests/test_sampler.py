@@ -171,7 +171,15 @@ class _CrashingEnv(Navigation2DEnv):
         return super().step(action)
 
 
+class _HangingEnv(Navigation2DEnv):
+    def step(self, action):
+        if self.task["goal"][0] > 0:
+            time.sleep(30)  # a worker that stops answering but does not die
+        return super().step(action)
+
+
 gym.register("metarl-test/NaNReward-v0", entry_point=_NaNRewardEnv, max_episode_steps=100)
+gym.register("metarl-test/Hanging-v0", entry_point=_HangingEnv, max_episode_steps=100)
 gym.register("metarl-test/Crashing-v0", entry_point=_CrashingEnv, max_episode_steps=100)
 
 
@@ -193,6 +201,17 @@ def test_dead_async_worker_raises_quickly():
     ):
         sampler.sample(make_policy(2, 2), None, tasks, seed=0)
     assert time.monotonic() - start < 20
+
+
+def test_hung_async_worker_raises_a_sampler_error_in_time():
+    tasks = [{"goal": [-0.3, 0.0]}, {"goal": [0.3, 0.0]}]
+    start = time.monotonic()
+    with (
+        Sampler("metarl-test/Hanging-v0", 2, 1, 5, kind="async", step_timeout=1) as sampler,
+        pytest.raises(SamplerError, match="did not answer within 1 s"),
+    ):
+        sampler.sample(make_policy(2, 2), None, tasks, seed=0)
+    assert time.monotonic() - start < 10
 
 
 def test_context_manager_closes_workers_on_error_and_interrupt():

@@ -291,3 +291,49 @@ def test_trpo_counts_and_reports_a_skipped_step():
     assert metrics["skipped"] == 1.0 and trpo.num_skipped == 1
     assert trpo.state_dict()["num_skipped"] == 1
     assert trpo.step(policy, batch, AdaptationSettings())["skipped"] == 0.0
+
+
+def test_a_run_directory_in_use_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
+    import subprocess
+    import sys
+
+    Trainer(tiny(iterations=1), tmp_path / "run", progress=False).train()
+    assert not (tmp_path / "run" / ".lock").exists(), "train() releases the lock"
+    # A live process holds it: a second writer is refused, and nothing is written.
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "run" / ".lock").write_text(f"{holder.pid}\n")
+        before = (tmp_path / "run" / "progress.csv").read_text()
+        with pytest.raises(CheckpointError, match=f"in use by process {holder.pid}"):
+            Trainer(tiny(iterations=2), tmp_path / "run", resume=True, progress=False)
+        assert (tmp_path / "run" / "progress.csv").read_text() == before
+    finally:
+        holder.kill()
+        holder.wait()
+    # Its process is gone: the lock is stale and the resume proceeds.
+    Trainer(tiny(iterations=2), tmp_path / "run", resume=True, progress=False).train()
+    assert [r["iteration"] for r in read_rows(tmp_path / "run")] == ["0", "1"]
+
+
+def test_a_run_that_died_before_its_first_checkpoint_can_be_started_or_resumed(tmp_path):
+    run = tmp_path / "run"
+    trainer = Trainer(tiny(iterations=1), run, progress=False)  # created, never trained
+    trainer.close()
+    with pytest.warns(RuntimeWarning, match="never finished an iteration"):
+        Trainer(tiny(iterations=1), run, progress=False).train()
+    assert [r["iteration"] for r in read_rows(run)] == ["0"]
+    other = tmp_path / "other"
+    Trainer(tiny(iterations=1), other, progress=False).close()
+    Trainer(tiny(iterations=1), other, resume=True, progress=False).train()  # starts at 0
+    assert [r["iteration"] for r in read_rows(other)] == ["0"]
+
+
+def test_resume_repairs_a_cut_row_and_reports_missing_ones(tmp_path):
+    Trainer(tiny(iterations=2), tmp_path / "run", progress=False).train()
+    path = tmp_path / "run" / "progress.csv"
+    lines = path.read_text().splitlines()
+    # The row of iteration 0 is lost and a half-written row follows the last one.
+    path.write_text("\n".join([lines[0], lines[2], lines[2][:15]]) + "\n")
+    with pytest.warns(RuntimeWarning, match=r"iteration\(s\) 0 of the 2"):
+        Trainer(tiny(iterations=3), tmp_path / "run", resume=True, progress=False).train()
+    assert [r["iteration"] for r in read_rows(tmp_path / "run")] == ["1", "2"]
