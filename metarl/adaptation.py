@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from metarl.config import Config
 from metarl.episodes import Episodes, gae
 from metarl.objectives import (
     OBJECTIVES,
@@ -35,6 +34,9 @@ from metarl.objectives import (
 )
 from metarl.policies import Params
 
+if TYPE_CHECKING:
+    from metarl.config import Config
+
 __all__ = [
     "AdaptationSettings",
     "ValueBaseline",
@@ -42,6 +44,7 @@ __all__ = [
     "adapt_for_sampling",
     "adapt_steps",
     "adapt_with_advantages",
+    "adapted_stats",
     "compute_advantages",
     "expand_params",
     "inner_loss",
@@ -272,6 +275,35 @@ def adapt_steps(
         current = {n: p - lr_step * g for (n, p), g in zip(current.items(), grads, strict=True)}
         trace.append(current)
     return trace
+
+
+def adapted_stats(
+    policy: nn.Module,
+    params: Params,
+    batch: MetaBatch,
+    settings: AdaptationSettings,
+    first_order: bool | None = None,
+) -> tuple[list[Params], Tensor, Tensor]:
+    """The inner-step trace from ``params`` on ``batch.pre`` and the adapted policy's
+    ``(mean, std)`` at the post-adaptation observations: the part of every meta-step
+    (TRPO's gradient and line search, PPO's epochs) that re-adapts.
+
+    ``first_order`` defaults to ``settings.first_order``; ``True`` keeps no graph
+    through the inner step's gradient (a line search needs values only).
+    """
+    first_order = settings.first_order if first_order is None else first_order
+    trace = adapt_steps(
+        policy,
+        params,
+        batch.pre,
+        batch.pre_advantages,
+        settings.lr,
+        settings.steps,
+        first_order,
+        settings.objective,
+    )
+    mean, std = policy_stats(policy, trace[-1], batch.post.observations)
+    return trace, mean, std
 
 
 def adapt_with_advantages(

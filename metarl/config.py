@@ -40,10 +40,7 @@ from metarl.errors import InputError
 from metarl.policies import ACTIVATIONS, INITS
 
 __all__ = [
-    "FVP_KINDS",
     "META_OPTIMIZERS",
-    "OBJECTIVES",
-    "SAMPLER_KINDS",
     "AdaptationConfig",
     "Config",
     "ConfigError",
@@ -57,9 +54,9 @@ __all__ = [
     "save_config",
 ]
 
-OBJECTIVES = ("maml", "dice", "lvc")
-SAMPLER_KINDS = ("batched", "sync", "async")
-FVP_KINDS = ("exact", "gauss_newton", "adapted_fisher")
+# The valid names live with the things they name (metarl.objectives.OBJECTIVES,
+# metarl.sampler.SAMPLER_KINDS, metarl.meta_optimizers.trpo.FVP_KINDS); the configs
+# check against those lists, imported where they are used so no import cycle forms.
 
 # Gymnasium's id grammar (gymnasium/envs/registration.py ENV_ID_RE), with the
 # namespace and the version made mandatory: every metarl id is namespace/Name-vN.
@@ -337,6 +334,8 @@ class TRPOConfig(_Checked):
         _positive(self.ls_max_steps, "ls_max_steps")
         if not 0 < self.ls_backtrack_ratio < 1:
             raise _err("ls_backtrack_ratio", f"must be in (0, 1), got {self.ls_backtrack_ratio!r}")
+        from metarl.meta_optimizers.trpo import FVP_KINDS
+
         _one_of(self.fvp, FVP_KINDS, "fvp")
         if not 0 < self.cg_subsample <= 1:
             raise _err("cg_subsample", f"must be in (0, 1], got {self.cg_subsample!r}")
@@ -383,6 +382,8 @@ class SamplerConfig(_Checked):
     """Worker threads for the physics; 0 uses every core."""
 
     def _check(self) -> None:
+        from metarl.sampler import SAMPLER_KINDS
+
         _one_of(self.kind, SAMPLER_KINDS, "kind")
         _non_negative(self.num_threads, "num_threads")
 
@@ -439,6 +440,8 @@ class Config(_Checked):
         if not 0 <= self.gae_lambda <= 1:
             raise _err("gae_lambda", f"must be in [0, 1], got {self.gae_lambda!r}")
         _positive(self.baseline_reg, "baseline_reg")
+        from metarl.objectives import OBJECTIVES
+
         _one_of(self.objective, OBJECTIVES, "objective")
         _positive(self.checkpoint_every, "checkpoint_every")
 

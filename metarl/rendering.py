@@ -284,7 +284,7 @@ def render_adaptation(
     out: str | os.PathLike[str],
     seed: int = 0,
     fps: int = 20,
-    size: tuple[int, int] = (320, 240),
+    size: tuple[int, int] = (480, 360),
     max_steps: int | None = None,
     deterministic: bool = False,
     env_kwargs: Mapping[str, Any] | None = None,

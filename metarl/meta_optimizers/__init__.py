@@ -10,14 +10,14 @@ Both share one interface, which is all the trainer uses::
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from torch import nn
 
 from metarl.adaptation import AdaptationSettings
+from metarl.config import META_OPTIMIZERS as CONFIGS
+from metarl.config import PPOConfig, TRPOConfig, _coerce_variant
 from metarl.meta_optimizers.optim import (
     LineSearchResult,
     backtracking_line_search,
@@ -57,28 +57,12 @@ class MetaOptimizer(Protocol):
 META_OPTIMIZERS: dict[str, type[TRPO] | type[PPO]] = {"trpo": TRPO, "ppo": PPO}
 
 
-def make_meta_optimizer(config: Mapping[str, Any] | Any) -> TRPO | PPO:
-    """The meta-optimizer a config describes: a mapping or dataclass with ``name`` and its settings.
-
-    ``metarl.config.TRPOConfig`` / ``PPOConfig`` work as they are, as does
-    ``{"name": "trpo", "max_kl": 0.01}``.
+def make_meta_optimizer(config: TRPOConfig | PPOConfig | Mapping[str, Any]) -> TRPO | PPO:
+    """The meta-optimizer a config describes: a ``TRPOConfig`` / ``PPOConfig``, or a mapping
+    with ``name`` and its settings (``{"name": "trpo", "max_kl": 0.01}``), checked by the config.
     """
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        settings = dataclasses.asdict(config)
-    elif isinstance(config, Mapping):
-        settings = dict(config)
-    else:
-        raise TypeError(f"expected a mapping or a dataclass, got {type(config).__name__}")
-    name = settings.pop("name", None)
-    if name not in META_OPTIMIZERS:
-        raise ValueError(
-            f"meta_optimizer.name must be one of {', '.join(META_OPTIMIZERS)}, got {name!r}"
-        )
-    cls = META_OPTIMIZERS[name]
-    known = set(inspect.signature(cls).parameters)
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise ValueError(
-            f"unknown meta_optimizer key(s) {unknown} for {name}; known: {sorted(known)}"
-        )
-    return cls(**settings)
+    if isinstance(config, Mapping):
+        config = _coerce_variant(dict(config), tuple(CONFIGS.values()), "meta_optimizer")
+    if not isinstance(config, TRPOConfig | PPOConfig):
+        raise TypeError(f"expected a TRPOConfig, PPOConfig or mapping, got {type(config).__name__}")
+    return META_OPTIMIZERS[config.name](config)

@@ -11,12 +11,14 @@ on the pre-adaptation observations, ProMP's trust region for the pre-update poli
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from metarl.adaptation import AdaptationSettings, adapt_steps, policy_stats
+from metarl.adaptation import AdaptationSettings, adapted_stats, policy_stats
+from metarl.config import PPOConfig
 from metarl.meta_optimizers.trpo import check_finite, check_step_inputs, mean_kl
 from metarl.objectives import MetaBatch, clipped_surrogate, gaussian_log_prob
 from metarl.policies import params_of
@@ -34,21 +36,17 @@ class PPO:
         inner_kl_coeff: fixed weight of the pre-update KL penalty (ProMP: 5e-4, 0 disables).
     """
 
-    def __init__(
-        self, lr: float = 1e-3, epochs: int = 5, clip: float = 0.3, inner_kl_coeff: float = 0.0
-    ) -> None:
-        if not lr > 0:
-            raise ValueError(f"lr must be positive, got {lr}")
-        if epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {epochs}")
-        if not clip > 0:
-            raise ValueError(f"clip must be positive, got {clip}")
-        if not inner_kl_coeff >= 0:
-            raise ValueError(f"inner_kl_coeff must be non-negative, got {inner_kl_coeff}")
-        self.lr = lr
-        self.epochs = epochs
-        self.clip = clip
-        self.inner_kl_coeff = inner_kl_coeff
+    def __init__(self, config: PPOConfig | None = None, **settings: Any) -> None:
+        # The config checks every value, once.
+        if config is None:
+            config = PPOConfig(**settings)
+        elif settings:
+            config = dataclasses.replace(config, **settings)
+        self.config = config
+        self.lr = config.lr
+        self.epochs = config.epochs
+        self.clip = config.clip
+        self.inner_kl_coeff = config.inner_kl_coeff
         self.num_steps = 0
         self._adam: torch.optim.Adam | None = None
         self._pending_adam_state: dict[str, Any] | None = None
@@ -83,20 +81,10 @@ class PPO:
         check_step_inputs(params, batch)
         adam = self._optimizer(params)
         pre, post = batch.pre, batch.post
-        adapt_kwargs = dict(
-            lr=adaptation.lr, steps=adaptation.steps, objective=adaptation.objective
-        )
 
-        def adapted_stats(first_order: bool) -> tuple[Tensor, Tensor]:
-            trace = adapt_steps(
-                policy,
-                params_of(policy),
-                pre,
-                batch.pre_advantages,
-                first_order=first_order,
-                **adapt_kwargs,
-            )
-            return policy_stats(policy, trace[-1], post.observations)
+        def stats(first_order: bool) -> tuple[Tensor, Tensor]:
+            _, mean, std = adapted_stats(policy, params_of(policy), batch, adaptation, first_order)
+            return mean, std
 
         def surrogate(mean: Tensor, std: Tensor) -> Tensor:
             log_probs = gaussian_log_prob(mean, std, post.actions)
@@ -109,7 +97,7 @@ class PPO:
             return mean_kl(old_pre_mean, old_pre_std, mean, std, pre.mask)
 
         with torch.no_grad():
-            old_mean, old_std = (t.detach() for t in adapted_stats(first_order=True))
+            old_mean, old_std = (t.detach() for t in stats(first_order=True))
             old_pre_mean, old_pre_std = policy_stats(policy, theta, pre.observations)
 
         snapshot = [p.detach().clone() for p in params]
@@ -117,7 +105,7 @@ class PPO:
         loss_before = float("nan")
         try:
             for epoch in range(self.epochs):
-                loss = surrogate(*adapted_stats(adaptation.first_order))
+                loss = surrogate(*stats(adaptation.first_order))
                 total = loss + self.inner_kl_coeff * inner_kl() if self.inner_kl_coeff else loss
                 check_finite(f"meta-loss at epoch {epoch}", total)
                 grads = torch.autograd.grad(total, params, materialize_grads=True)
@@ -138,7 +126,7 @@ class PPO:
             raise
 
         with torch.no_grad():
-            mean, std = adapted_stats(first_order=True)
+            mean, std = stats(first_order=True)
             metrics = {
                 "loss_before": loss_before,
                 "loss_after": float(surrogate(mean, std)),

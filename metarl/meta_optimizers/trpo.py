@@ -31,6 +31,7 @@ products ``F v`` are offered (``fvp=``):
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 import warnings
@@ -40,7 +41,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from metarl.adaptation import AdaptationSettings, adapt_steps, policy_stats
+from metarl.adaptation import AdaptationSettings, adapted_stats
+from metarl.config import TRPOConfig
 from metarl.meta_optimizers.optim import (
     backtracking_line_search,
     conjugate_gradient,
@@ -69,6 +71,7 @@ __all__ = [
 ]
 
 FVP_KINDS = ("exact", "gauss_newton", "adapted_fisher")
+"""The curvature products :class:`TRPO` offers (the config validates against this)."""
 
 
 def check_finite(what: str, tensors: Sequence[Tensor] | Tensor) -> None:
@@ -191,7 +194,10 @@ def _output_fisher_fvp(
 class TRPO:
     """TRPO meta-optimizer: natural gradient by CG, backtracking line search on the mean KL.
 
-    Args:
+    Built from a :class:`~metarl.config.TRPOConfig` (``TRPO(config)``) or from its
+    fields as keywords (``TRPO(max_kl=0.02)``); the config checks the values.
+
+    Settings (the config's fields):
         max_kl: trust-region size, the largest accepted mean KL (MAML-RL: 0.01).
         cg_iters: conjugate-gradient iterations (products ``F v``) per step.
         cg_damping: ``F + cg_damping * I`` keeps the system positive definite.
@@ -203,37 +209,20 @@ class TRPO:
             products cost in proportion; the line search checks the KL on every task.
     """
 
-    def __init__(
-        self,
-        max_kl: float = 0.01,
-        cg_iters: int = 10,
-        cg_damping: float = 1e-5,
-        ls_max_steps: int = 15,
-        ls_backtrack_ratio: float = 0.8,
-        fvp: str = "gauss_newton",
-        cg_subsample: float = 1.0,
-    ) -> None:
-        if not max_kl > 0:
-            raise ValueError(f"max_kl must be positive, got {max_kl}")
-        if cg_iters < 1 or ls_max_steps < 1:
-            raise ValueError(
-                f"cg_iters and ls_max_steps must be >= 1, got {cg_iters} and {ls_max_steps}"
-            )
-        if not cg_damping >= 0:
-            raise ValueError(f"cg_damping must be non-negative, got {cg_damping}")
-        if not 0 < ls_backtrack_ratio < 1:
-            raise ValueError(f"ls_backtrack_ratio must be in (0, 1), got {ls_backtrack_ratio}")
-        if not 0 < cg_subsample <= 1:
-            raise ValueError(f"cg_subsample must be in (0, 1], got {cg_subsample}")
-        if fvp not in FVP_KINDS:
-            raise ValueError(f"fvp must be one of {', '.join(FVP_KINDS)}, got {fvp!r}")
-        self.max_kl = max_kl
-        self.cg_iters = cg_iters
-        self.cg_damping = cg_damping
-        self.ls_max_steps = ls_max_steps
-        self.ls_backtrack_ratio = ls_backtrack_ratio
-        self.fvp = fvp
-        self.cg_subsample = cg_subsample
+    def __init__(self, config: TRPOConfig | None = None, **settings: Any) -> None:
+        # The config checks every value, once.
+        if config is None:
+            config = TRPOConfig(**settings)
+        elif settings:
+            config = dataclasses.replace(config, **settings)
+        self.config = config
+        self.max_kl = config.max_kl
+        self.cg_iters = config.cg_iters
+        self.cg_damping = config.cg_damping
+        self.ls_max_steps = config.ls_max_steps
+        self.ls_backtrack_ratio = config.ls_backtrack_ratio
+        self.fvp = config.fvp
+        self.cg_subsample = config.cg_subsample
         self.num_steps = 0
         self.num_skipped = 0
 
@@ -258,19 +247,7 @@ class TRPO:
         params = list(theta.values())
         check_step_inputs(params, batch)
         post = batch.post
-        adapt_kwargs = dict(
-            lr=adaptation.lr, steps=adaptation.steps, objective=adaptation.objective
-        )
-
-        trace = adapt_steps(
-            policy,
-            theta,
-            batch.pre,
-            batch.pre_advantages,
-            first_order=adaptation.first_order,
-            **adapt_kwargs,
-        )
-        mean, std = policy_stats(policy, trace[-1], post.observations)
+        trace, mean, std = adapted_stats(policy, theta, batch, adaptation)
         old_mean, old_std = mean.detach(), std.detach()
         log_probs = gaussian_log_prob(mean, std, post.actions)
         loss = outer_surrogate(log_probs, post.log_probs, batch.post_advantages, post.mask).mean()
@@ -289,15 +266,7 @@ class TRPO:
             draw = torch.Generator().manual_seed(self.num_steps)
             chosen = torch.randperm(num_tasks, generator=draw)[:count].sort().values
             sub = batch.select(chosen)
-            trace = adapt_steps(
-                policy,
-                theta,
-                sub.pre,
-                sub.pre_advantages,
-                first_order=adaptation.first_order,
-                **adapt_kwargs,
-            )
-            fvp_mean, fvp_std = policy_stats(policy, trace[-1], sub.post.observations)
+            trace, fvp_mean, fvp_std = adapted_stats(policy, theta, sub, adaptation)
             fvp_mask = sub.post.mask
         else:
             fvp_mean, fvp_std, fvp_mask = mean, std, post.mask
@@ -337,16 +306,8 @@ class TRPO:
         step = -x * (2.0 * self.max_kl / curvature) ** 0.5
 
         def evaluate() -> tuple[float, float]:
-            phi = adapt_steps(
-                policy,
-                params_of(policy),
-                batch.pre,
-                batch.pre_advantages,
-                first_order=True,
-                **adapt_kwargs,
-            )[-1]
             with torch.no_grad():
-                mean, std = policy_stats(policy, phi, post.observations)
+                _, mean, std = adapted_stats(policy, params_of(policy), batch, adaptation, True)
                 log_probs = gaussian_log_prob(mean, std, post.actions)
                 loss = outer_surrogate(log_probs, post.log_probs, batch.post_advantages, post.mask)
                 kl = mean_kl(old_mean, old_std, mean, std, post.mask)
