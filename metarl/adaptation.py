@@ -32,7 +32,7 @@ from metarl.objectives import (
     inner_surrogate,
     reinforce_surrogate,
 )
-from metarl.policies import Params
+from metarl.policies import Params, stacked_tasks
 
 if TYPE_CHECKING:
     from metarl.config import Config
@@ -174,14 +174,8 @@ def make_meta_batch(
 
 
 def is_stacked(policy: nn.Module, params: Params) -> bool:
-    """Whether ``params`` carry a leading task axis in front of the policy's parameter shapes."""
-    name, value = next(iter(params.items()))
-    own = policy.get_parameter(name)
-    if value.shape == own.shape:
-        return False
-    if value.shape[1:] == own.shape:
-        return True
-    raise ValueError(f"parameter {name!r} has shape {tuple(value.shape)}; policy has {own.shape}")
+    """Whether ``params`` carry a leading task axis (:func:`~metarl.policies.stacked_tasks`)."""
+    return stacked_tasks(policy, params) is not None
 
 
 def expand_params(params: Params, num_tasks: int) -> Params:

@@ -117,14 +117,12 @@ class Run:
         return f"Run({str(self.run_dir)!r}, env={self.config.env}, iterations={self.iterations})"
 
     def _sampler(self, num_tasks: int, episodes: int):
-        from metarl.sampler import Sampler
+        from metarl.sampler import make_sampler
 
         if episodes < 1:
             raise InputError(f"episodes must be at least 1, got {episodes}")
         c = self.config
-        return Sampler(
-            c.env, num_tasks, episodes, c.horizon, kind=c.sampler.kind, env_kwargs=c.env_kwargs
-        )
+        return make_sampler(c.env, num_tasks, episodes, c.horizon, c.sampler, c.env_kwargs)
 
     def adapt(
         self, task: Mapping[str, Any], episodes: int = 20, steps: int = 1, seed: int = 0

@@ -59,7 +59,14 @@ def raw_physics_steps_per_second(
 
 
 def sampler_steps_per_second(
-    env_id: str, kind: str, tasks: int, episodes: int, horizon: int, seed: int = 0, repeats: int = 1
+    env_id: str,
+    kind: str,
+    tasks: int,
+    episodes: int,
+    horizon: int,
+    seed: int = 0,
+    repeats: int = 1,
+    workers: int = 2,
 ) -> dict[str, float]:
     """Throughput of one meta-batch collection with the paper's policy (2x100 ReLU) and
     per-task parameters, measured after the sampler is built (best of ``repeats``).
@@ -68,14 +75,21 @@ def sampler_steps_per_second(
     (as the benchmark's ``env_steps``); ``collected_steps_per_s`` counts only the steps
     taken before each episode ended. They differ where episodes terminate (Ant): a
     sampler that keeps stepping finished episodes pays for steps it throws away.
+    ``kind: ray`` runs ``workers`` actors (one thread each) and adds the bytes a
+    ``sample`` call moves: the policy and parameters out (``bytes_out``, put once) and
+    the episodes back (``bytes_back``).
     """
+    import pickle
+
     import torch
 
+    from metarl.config import SamplerConfig
     from metarl.policies import GaussianMLPPolicy, params_of, stack_params
-    from metarl.sampler import Sampler
+    from metarl.sampler import make_sampler
 
     torch.manual_seed(seed)
-    with Sampler(env_id, tasks, episodes, horizon, kind=kind) as sampler:
+    config = SamplerConfig(kind=kind, workers=workers)
+    with make_sampler(env_id, tasks, episodes, horizon, config) as sampler:
         policy = GaussianMLPPolicy(sampler.obs_dim, sampler.act_dim, (100, 100), "relu")
         params = stack_params([params_of(policy)] * tasks)
         task_list = sampler.sample_tasks(tasks, np.random.default_rng(seed))
@@ -89,6 +103,11 @@ def sampler_steps_per_second(
                     "steps_per_s": tasks * episodes * horizon / elapsed,
                     "collected_steps_per_s": collected.num_steps / elapsed,
                 }
+        if kind == "ray":
+            detached = {k: v.detach() for k, v in params.items()}
+            best["workers"] = workers
+            best["bytes_out"] = len(pickle.dumps(policy)) + len(pickle.dumps(detached))
+            best["bytes_back"] = len(pickle.dumps(collected))
         return best
 
 
@@ -133,13 +152,17 @@ def benchmark_sampler(
     async_envs: int = 16,
     seed: int = 0,
     repeats: int = 3,
+    kinds: tuple[str, ...] = ("batched", "sync", "async"),
+    workers: int = 2,
 ) -> dict:
     """The sampler benchmark of ``metarl benchmark sampler``; every figure comes from this run.
 
     Raw physics and each sampler run in a fresh process, best of ``repeats`` collections
     (raw physics: best of ``repeats`` runs, interleaved in the same way). The async sampler
     runs one process per sub-env (Gymnasium's AsyncVectorEnv), so it is measured on
-    ``async_envs`` sub-envs of one task rather than hundreds of processes.
+    ``async_envs`` sub-envs of one task rather than hundreds of processes. ``kinds``
+    picks the samplers (the batched one always runs: the ratios are against it); ``ray``
+    runs ``workers`` actors on a local Ray.
     """
     envs.register_envs()
     num_sims = tasks * episodes
@@ -147,26 +170,44 @@ def benchmark_sampler(
     batched, batched_rss = in_fresh_process(
         sampler_steps_per_second, env_id, "batched", tasks, episodes, horizon, seed, repeats
     )
-    sync, sync_rss = in_fresh_process(
-        sampler_steps_per_second, env_id, "sync", tasks, episodes, horizon, seed, 1
-    )
-    async_rate, async_rss = in_fresh_process(
-        sampler_steps_per_second, env_id, "async", 1, async_envs, horizon, seed, 1
-    )
+    samplers = {"batched": {**batched, "peak_rss_mib": batched_rss}}
+    if "sync" in kinds:
+        sync, rss = in_fresh_process(
+            sampler_steps_per_second, env_id, "sync", tasks, episodes, horizon, seed, 1
+        )
+        samplers["sync"] = {**sync, "peak_rss_mib": rss}
+    if "async" in kinds:
+        rate, rss = in_fresh_process(
+            sampler_steps_per_second, env_id, "async", 1, async_envs, horizon, seed, 1
+        )
+        samplers["async"] = {**rate, "num_envs": async_envs, "peak_rss_mib": rss}
+    if "ray" in kinds:
+        rate, rss = in_fresh_process(
+            sampler_steps_per_second,
+            env_id,
+            "ray",
+            tasks,
+            episodes,
+            horizon,
+            seed,
+            repeats,
+            workers,
+        )
+        samplers["ray"] = {**rate, "peak_rss_mib": rss}
+    ratios = {
+        "batched_over_raw": batched["steps_per_s"] / raw if raw else None,
+        "batched_collected_over_raw": batched["collected_steps_per_s"] / raw if raw else None,
+    }
+    if "sync" in samplers:
+        ratios["batched_over_sync"] = batched["steps_per_s"] / samplers["sync"]["steps_per_s"]
+    if "ray" in samplers:
+        ratios["ray_over_batched"] = samplers["ray"]["steps_per_s"] / batched["steps_per_s"]
     return {
         "env": env_id,
         "env_steps": num_sims * horizon,
         "raw_physics_steps_per_s": raw,
-        "samplers": {
-            "batched": {**batched, "peak_rss_mib": batched_rss},
-            "sync": {**sync, "peak_rss_mib": sync_rss},
-            "async": {**async_rate, "num_envs": async_envs, "peak_rss_mib": async_rss},
-        },
-        "ratios": {
-            "batched_over_raw": batched["steps_per_s"] / raw if raw else None,
-            "batched_over_sync": batched["steps_per_s"] / sync["steps_per_s"],
-            "batched_collected_over_raw": batched["collected_steps_per_s"] / raw if raw else None,
-        },
+        "samplers": samplers,
+        "ratios": ratios,
         "raw_peak_rss_mib": raw_rss,
     }
 

@@ -57,8 +57,18 @@ def _benchmark_envs(args: argparse.Namespace) -> int:
 def _benchmark_sampler(args: argparse.Namespace) -> int:
     from metarl.benchmarks import benchmark_sampler
 
+    _check_counts(args, tasks=1, episodes=1, horizon=1, repeats=1, workers=1, async_envs=1)
+    kinds = ("batched", *args.kind) if args.kind else ("batched", "sync", "async")
     r = benchmark_sampler(
-        args.env, args.tasks, args.episodes, args.horizon, args.async_envs, args.seed, args.repeats
+        args.env,
+        args.tasks,
+        args.episodes,
+        args.horizon,
+        args.async_envs,
+        args.seed,
+        args.repeats,
+        kinds=kinds,
+        workers=args.workers,
     )
     if args.json:
         print(json.dumps(r))
@@ -85,7 +95,14 @@ def _benchmark_sampler(args: argparse.Namespace) -> int:
             f"  batched / raw physics: {ratios['batched_over_raw']:.2f}"
             f" (steps before episode ends: {ratios['batched_collected_over_raw']:.2f})"
         )
-    print(f"  batched / sync: {ratios['batched_over_sync']:.2f}")
+    if "batched_over_sync" in ratios:
+        print(f"  batched / sync: {ratios['batched_over_sync']:.2f}")
+    if "ray_over_batched" in ratios:
+        ray = r["samplers"]["ray"]
+        print(
+            f"  ray / batched: {ratios['ray_over_batched']:.2f} ({ray['workers']} workers; "
+            f"{ray['bytes_out'] / 1e6:.2f} MB out, {ray['bytes_back'] / 1e6:.1f} MB back per sample)"
+        )
     return 0
 
 
@@ -224,7 +241,7 @@ def _render(args: argparse.Namespace) -> int:
     from metarl.checkpoint import load_policy
     from metarl.evaluation import adaptation_curve, held_out_tasks
     from metarl.rendering import render_adaptation
-    from metarl.sampler import Sampler
+    from metarl.sampler import make_sampler
 
     out = Path(args.out)
     if out.suffix.lower() not in (".mp4", ".gif"):
@@ -246,13 +263,13 @@ def _render(args: argparse.Namespace) -> int:
             tasks.append(distribution.task)
     else:
         tasks = held_out_tasks(distribution, args.tasks, args.seed)
-    with Sampler(
+    with make_sampler(
         config.env,
         len(tasks),
         config.episodes_per_task,
         config.horizon,
-        kind=config.sampler.kind,
-        env_kwargs=config.env_kwargs,
+        config.sampler,
+        config.env_kwargs,
     ) as sampler:
         _, history = adaptation_curve(policy, sampler, tasks, args.steps, config, args.seed)
     path = render_adaptation(
@@ -430,6 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_sampler.add_argument("--seed", type=int, default=0)
     bench_sampler.add_argument("--repeats", type=int, default=3, help="best of N (raw and batched)")
+    bench_sampler.add_argument(
+        "--kind",
+        action="append",
+        choices=["sync", "async", "ray"],
+        help="samplers beside the batched one (repeatable; default: sync and async)",
+    )
+    bench_sampler.add_argument("--workers", type=int, default=2, help="Ray actors (--kind ray)")
     bench_sampler.add_argument("--json", action="store_true", help="print one JSON object")
     bench_sampler.set_defaults(run=_benchmark_sampler)
     bench_iter = bench_kinds.add_parser(

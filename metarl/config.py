@@ -139,6 +139,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
+        if type(None) in options:  # X | None: None, or a value of X
+            rest = [o for o in options if o is not type(None)]
+            if value is None:
+                return None
+            if len(rest) != 1:
+                raise TypeError(f"config field {key}: only X | None is supported, got {hint!r}")
+            return _coerce(value, rest[0], key)
         if all(dataclasses.is_dataclass(o) for o in options):
             return _coerce_variant(value, options, key)
         # float | list[float]: a list goes to the list branch, anything else to the scalar one.
@@ -377,15 +384,32 @@ class SamplerConfig(_Checked):
     """How episodes are collected."""
 
     kind: str = "batched"
-    """batched (one mujoco.batch VectorEnv) | sync | async (gymnasium vector envs)."""
+    """batched (mujoco.batch) | sync | async (gymnasium vector envs) | ray (Ray actors)."""
     num_threads: int = 0
-    """Worker threads for the physics; 0 uses every core."""
+    """Worker threads for the physics; 0 uses every core (batched)."""
+    workers: int = 2
+    """Ray actors, each sampling a contiguous block of the tasks (ray)."""
+    threads_per_worker: int = 1
+    """Physics threads, and CPUs asked of Ray, per actor (ray)."""
+    address: str | None = None
+    """null starts a local Ray; auto joins a running cluster; ray://host:port through Ray Client."""
+    timeout_s: float = 30.0
+    """Seconds a replacement actor may take to start before a SamplerError (ray)."""
+    start_timeout_s: float = 300.0
+    """Seconds the first actors may take to start (each imports torch and MuJoCo) (ray)."""
+    max_restarts: int = 3
+    """Dead actors replaced per sample call; 0 raises at the first death (ray)."""
 
     def _check(self) -> None:
         from metarl.sampler import SAMPLER_KINDS
 
         _one_of(self.kind, SAMPLER_KINDS, "kind")
         _non_negative(self.num_threads, "num_threads")
+        _positive(self.workers, "workers")
+        _positive(self.threads_per_worker, "threads_per_worker")
+        _positive(self.timeout_s, "timeout_s")
+        _positive(self.start_timeout_s, "start_timeout_s")
+        _non_negative(self.max_restarts, "max_restarts")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 import torch
 from torch import Tensor
 
-__all__ = ["Episodes", "discounted_returns", "gae", "stack_episodes"]
+__all__ = ["Episodes", "concat_episodes", "discounted_returns", "gae", "stack_episodes"]
 
 
 # eq=False: the generated __eq__ compares tensors with ==, which raises
@@ -87,6 +87,12 @@ def stack_episodes(episodes: Sequence[Episodes]) -> Episodes:
         f.name: torch.stack([getattr(e, f.name) for e in episodes]) for f in _tensor_fields()
     }
     return Episodes(**tensors, tasks=tuple(t for e in episodes for t in e.tasks))
+
+
+def concat_episodes(parts: Sequence[Episodes]) -> Episodes:
+    """Join stacks of tasks (same horizon and episode count) along the task axis, in order."""
+    tensors = {f.name: torch.cat([getattr(e, f.name) for e in parts]) for f in _tensor_fields()}
+    return Episodes(**tensors, tasks=tuple(t for e in parts for t in e.tasks))
 
 
 def discounted_returns(rewards: Tensor, mask: Tensor, gamma: float) -> Tensor:

@@ -28,7 +28,7 @@ from metarl.checkpoint import load_policy, make_policy
 from metarl.config import Config
 from metarl.errors import InputError
 from metarl.policies import GaussianMLPPolicy, Params
-from metarl.sampler import Sampler
+from metarl.sampler import Sampler, make_sampler
 
 __all__ = [
     "EVALUATION_STREAM",
@@ -168,13 +168,8 @@ def evaluate(
         "seed": seed,
         "episodes": episodes,
     }
-    with Sampler(
-        config.env,
-        num_tasks,
-        episodes,
-        config.horizon,
-        kind=config.sampler.kind,
-        env_kwargs=config.env_kwargs,
+    with make_sampler(
+        config.env, num_tasks, episodes, config.horizon, config.sampler, config.env_kwargs
     ) as sampler:
         results["metarl"] = curve_of(policy)
         torch.manual_seed(seed)

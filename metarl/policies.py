@@ -22,6 +22,7 @@ __all__ = [
     "distribution",
     "params_of",
     "stack_params",
+    "stacked_tasks",
 ]
 
 Params = dict[str, Tensor]
@@ -135,3 +136,37 @@ def distribution(policy: nn.Module, params: Params, obs: Tensor) -> Independent:
 def stack_params(params: Sequence[Params]) -> Params:
     """Stack per-task parameter dicts along a new leading task dimension."""
     return {name: torch.stack([p[name] for p in params]) for name in params[0]}
+
+
+def stacked_tasks(policy: nn.Module, params: Params) -> int | None:
+    """How many tasks ``params`` are stacked over, or ``None`` when they are shared.
+
+    Shared parameters are shaped like the policy's own; stacked ones have one
+    leading task axis of the same size on every tensor. This is the one place
+    that decides it.
+
+    Raises:
+        ValueError: names that are not the policy's, or shapes that are neither,
+            naming the parameter.
+    """
+    own = dict(policy.named_parameters())
+    if set(params) != set(own):
+        missing, extra = sorted(set(own) - set(params)), sorted(set(params) - set(own))
+        raise ValueError(f"params do not match the policy: missing {missing}, unexpected {extra}")
+    counts = set()
+    for name, value in params.items():
+        shape, expected = tuple(value.shape), tuple(own[name].shape)
+        if shape == expected:
+            counts.add(None)
+        elif len(shape) == len(expected) + 1 and shape[1:] == expected:
+            counts.add(shape[0])
+        else:
+            raise ValueError(
+                f"parameter {name!r} has shape {shape}; the policy's is {expected} "
+                f"(shared) or (tasks, *{expected}) (stacked)"
+            )
+    if len(counts) != 1:
+        raise ValueError(
+            f"params mix shared and stacked tensors (task axes {sorted(map(str, counts))})"
+        )
+    return counts.pop()

@@ -31,11 +31,13 @@ from torch import Tensor
 
 import envs
 from metarl.episodes import Episodes
-from metarl.policies import Params
+from metarl.policies import Params, stacked_tasks
 
-__all__ = ["SAMPLER_KINDS", "NonFiniteError", "Sampler", "SamplerError"]
+__all__ = ["SAMPLER_KINDS", "NonFiniteError", "Sampler", "SamplerError", "make_sampler"]
 
-SAMPLER_KINDS = ("batched", "sync", "async")
+SAMPLER_KINDS = ("batched", "sync", "async", "ray")
+"""Every sampler kind a config may name: :class:`Sampler`'s three, and :class:`~metarl.ray_sampler.RaySampler`."""
+LOCAL_KINDS = SAMPLER_KINDS[:3]
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -88,8 +90,10 @@ class Sampler:
         step_timeout: float = 30.0,
         env_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        if kind not in SAMPLER_KINDS:
-            raise ValueError(f"sampler kind must be one of {SAMPLER_KINDS}, got {kind!r}")
+        if kind not in LOCAL_KINDS:
+            raise ValueError(
+                f"sampler kind must be one of {LOCAL_KINDS} (ray: use make_sampler), got {kind!r}"
+            )
         for name, value in (
             ("num_tasks", num_tasks),
             ("episodes_per_task", episodes_per_task),
@@ -189,6 +193,8 @@ class Sampler:
         params: Params | None,
         tasks: Sequence[dict[str, Any]],
         seed: int,
+        *,
+        block: tuple[int, int] | None = None,
     ) -> Episodes:
         """Episodes for every task, stacked ``[task, time, episode, ...]``.
 
@@ -201,6 +207,10 @@ class Sampler:
             tasks: ``num_tasks`` task dicts.
             seed: seeds the environments (sub-env ``j`` with ``seed + j``) and the
                 action noise: the same seed gives the same episodes.
+            block: ``(first_row, total_rows)`` when these tasks are a contiguous block
+                of a larger meta-batch whose other blocks are sampled elsewhere (a Ray
+                worker's share): the env seeds and action noise are those of these rows
+                in the whole batch, so the blocks together equal one sampler's episodes.
         """
         if not self._groups:
             raise SamplerError("this sampler is closed; create a new one")
@@ -215,8 +225,12 @@ class Sampler:
             lo, hi = group.tasks.start, group.tasks.stop
             group.env.set_attr("task", [tasks[k] for k in range(lo, hi) for _ in range(E)])
 
+        first, total = (0, N) if block is None else block
+        if not 0 <= first <= total - N:
+            raise ValueError(f"block {block} cannot hold this sampler's {N} rows")
         generator = torch.Generator().manual_seed(seed)
-        noise = torch.randn(T, N, self.act_dim, generator=generator)
+        # The whole batch's noise, of which these rows take their own (cheap: T x rows x act).
+        noise = torch.randn(T, total, self.act_dim, generator=generator)[:, first : first + N]
         buf = _Buffers(T, N, self.obs_dim, self.act_dim)
         alive = np.ones(N, dtype=bool)
 
@@ -260,7 +274,7 @@ class Sampler:
             torch.set_num_threads(1)
         try:
             observations = [
-                g.env.reset(seed=[seed + j for j in range(g.rows.start, g.rows.stop)])[0]
+                g.env.reset(seed=[seed + first + j for j in range(g.rows.start, g.rows.stop)])[0]
                 for g in self._groups
             ]
             actions = [act(g, o, 0) for g, o in zip(self._groups, observations, strict=True)]
@@ -314,21 +328,12 @@ class Sampler:
         return env.step(actions)
 
     def _is_stacked(self, policy: torch.nn.Module, params: Params) -> bool:
-        own = dict(policy.named_parameters())
-        if set(params) != set(own):
-            missing, extra = set(own) - set(params), set(params) - set(own)
+        count = stacked_tasks(policy, params)
+        if count is not None and count != self.num_tasks:
             raise ValueError(
-                f"params do not match the policy: missing {sorted(missing)}, unexpected {sorted(extra)}"
+                f"params are stacked over {count} tasks; this sampler has {self.num_tasks}"
             )
-        shapes = {name: (tuple(params[name].shape), tuple(p.shape)) for name, p in own.items()}
-        if all(got == want for got, want in shapes.values()):
-            return False
-        if all(got == (self.num_tasks, *want) for got, want in shapes.values()):
-            return True
-        raise ValueError(
-            f"params must match the policy's shapes, or add a leading axis of {self.num_tasks} tasks; "
-            f"got {shapes}"
-        )
+        return count is not None
 
     def _check_finite(
         self, values: np.ndarray, alive: np.ndarray, what: str, rows: slice, tasks, t: int
@@ -381,3 +386,40 @@ def _engine_takes_threads(env_id: str) -> bool:
 
     creator = load_env_creator(gym.spec(env_id).entry_point)
     return bool(getattr(creator, "engine_takes_threads", False))
+
+
+def make_sampler(
+    env_id: str,
+    num_tasks: int,
+    episodes_per_task: int,
+    horizon: int,
+    config: Any,
+    env_kwargs: Mapping[str, Any] | None = None,
+) -> Any:
+    """The sampler a :class:`~metarl.config.SamplerConfig` describes: a :class:`Sampler`, or a
+    :class:`~metarl.ray_sampler.RaySampler` for ``kind: ray``. Both have the same interface."""
+    if config.kind == "ray":
+        from metarl.ray_sampler import RaySampler
+
+        return RaySampler(
+            env_id,
+            num_tasks,
+            episodes_per_task,
+            horizon,
+            workers=min(config.workers, num_tasks),
+            threads_per_worker=config.threads_per_worker,
+            address=config.address,
+            timeout_s=config.timeout_s,
+            start_timeout_s=config.start_timeout_s,
+            max_restarts=config.max_restarts,
+            env_kwargs=env_kwargs,
+        )
+    return Sampler(
+        env_id,
+        num_tasks,
+        episodes_per_task,
+        horizon,
+        kind=config.kind,
+        num_threads=config.num_threads,
+        env_kwargs=env_kwargs,
+    )

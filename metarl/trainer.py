@@ -40,7 +40,7 @@ from metarl.config import Config, ConfigError, save_config
 from metarl.episodes import Episodes
 from metarl.meta_optimizers import make_meta_optimizer
 from metarl.objectives import MetaBatch
-from metarl.sampler import Sampler
+from metarl.sampler import Sampler, make_sampler
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -355,14 +355,8 @@ class Trainer:
 
     def _make_sampler(self) -> Sampler:
         c = self.config
-        return Sampler(
-            c.env,
-            c.tasks_per_batch,
-            c.episodes_per_task,
-            c.horizon,
-            kind=c.sampler.kind,
-            num_threads=c.sampler.num_threads,
-            env_kwargs=c.env_kwargs,
+        return make_sampler(
+            c.env, c.tasks_per_batch, c.episodes_per_task, c.horizon, c.sampler, c.env_kwargs
         )
 
 

@@ -247,7 +247,7 @@ def test_bad_arguments():
         policy = make_policy(2, 2)
         with pytest.raises(ValueError, match="expected 2 tasks"):
             sampler.sample(policy, None, tasks_for(NAV, 3), seed=0)
-        with pytest.raises(ValueError, match="leading axis of 2 tasks"):
+        with pytest.raises(ValueError, match="stacked over 3 tasks; this sampler has 2"):
             sampler.sample(policy, stack_params([params_of(policy)] * 3), tasks_for(NAV, 2), seed=0)
         with pytest.raises(ValueError, match="missing"):
             sampler.sample(policy, {"log_std": policy.log_std}, tasks_for(NAV, 2), seed=0)
@@ -272,3 +272,23 @@ def test_env_gets_the_action_clipped_to_its_bounds_and_episodes_keep_the_sample(
         for t in range(10):
             _, reward, *_ = env.step(np.ones(6))  # what the clipped actions are
             assert reward == pytest.approx(float(ep.rewards[t, e]), abs=1e-4)
+
+
+@pytest.mark.parametrize("env_id", [NAV, CHEETAH])
+def test_blocks_of_a_meta_batch_equal_the_whole_batch(env_id):
+    """A worker sampling tasks 2..3 of 4 gets exactly those tasks' episodes of the whole batch."""
+    policy = make_policy(*(2, 2) if env_id == NAV else (17, 6))
+    tasks = tasks_for(env_id, 4)
+    params = stack_params(
+        [{k: v.detach() + 0.01 * i for k, v in params_of(policy).items()} for i in range(4)]
+    )
+    with Sampler(env_id, 4, 3, 12) as sampler:
+        whole = sampler.sample(policy, params, tasks, seed=9)
+    parts = []
+    for lo, hi in ((0, 1), (1, 4)):
+        with Sampler(env_id, hi - lo, 3, 12) as sampler:
+            block = {k: v[lo:hi] for k, v in params.items()}
+            parts.append(sampler.sample(policy, block, tasks[lo:hi], seed=9, block=(3 * lo, 12)))
+    for name in ("observations", "actions", "rewards", "mask", "log_probs"):
+        joined = torch.cat([getattr(p, name) for p in parts])
+        assert torch.equal(joined, getattr(whole, name)), name
