@@ -1,4 +1,4 @@
-"""Typed experiment configs, loaded from YAML with clear errors (DESIGN.md, config contract).
+"""Typed experiment configs, loaded from YAML with clear errors (the config contract).
 
 Each config is a frozen dataclass with a docstring per field, in the style of
 CleanRL's ``Args``. Every way in (``load_config``, ``Config.from_dict`` and the
@@ -44,7 +44,6 @@ __all__ = [
     "AdaptationConfig",
     "Config",
     "ConfigError",
-    "MetaOptimizerConfig",
     "PPOConfig",
     "PolicyConfig",
     "SamplerConfig",
@@ -372,7 +371,6 @@ class PPOConfig(_Checked):
         _non_negative(self.inner_kl_coeff, "inner_kl_coeff")
 
 
-MetaOptimizerConfig = TRPOConfig | PPOConfig
 META_OPTIMIZERS: dict[str, type[TRPOConfig] | type[PPOConfig]] = {
     "trpo": TRPOConfig,
     "ppo": PPOConfig,
@@ -414,7 +412,7 @@ class SamplerConfig(_Checked):
 
 @dataclass(frozen=True)
 class Config(_Checked):
-    """One meta-training run (DESIGN.md, config contract). Defaults follow Finn et al. 2017."""
+    """One meta-training run (the config contract). Defaults follow Finn et al. 2017."""
 
     env: str
     """Gymnasium id of the task distribution, ``namespace/Name-vN``."""

@@ -186,7 +186,9 @@ def clipped_surrogate(
 class MetaBatch:
     """Everything a meta-optimizer step needs, all stacked over tasks ``[K, ...]``.
 
-    Build one with :func:`metarl.adaptation.make_meta_batch`.
+    The trainer builds one from its two samples and their advantages
+    (:func:`metarl.adaptation.compute_advantages`); :func:`metarl.adaptation.make_meta_batch`
+    does both steps for tests and scripts.
 
     Attributes:
         pre: episodes sampled with the meta-parameters theta.

@@ -13,7 +13,9 @@ from gymnasium.utils.env_checker import check_env
 import envs
 
 MUJOCO_IDS = [i for i in envs.ENV_IDS if "Navigation" not in i]
-DT = 0.05  # 5 frames of 0.01 s
+# The env step: the model's timestep times the frame skip (read, not assumed).
+DT = float(gym.make("metarl/HalfCheetahVel-v0").unwrapped.dt)
+ANT_DT = float(gym.make("metarl/AntVel-v0").unwrapped.dt)
 
 
 def make(env_id: str, task: dict | None = None):
@@ -85,7 +87,7 @@ def _ant_costs(s, a):
 @pytest.mark.parametrize("velocity", [0.0, 1.5, 3.0])
 def test_ant_vel_reward_formula(velocity):
     reward, s = _step_from_state("metarl/AntVel-v0", {"velocity": velocity}, ACTION8)
-    vx = (s["after"][0] - s["before"][0]) / DT
+    vx = (s["after"][0] - s["before"][0]) / ANT_DT
     a = ACTION8.astype(np.float64)
     assert reward == pytest.approx(-abs(vx - velocity) + 1.0 + _ant_costs(s, a), abs=1e-9)
 
@@ -93,7 +95,7 @@ def test_ant_vel_reward_formula(velocity):
 @pytest.mark.parametrize("direction", [-1, 1])
 def test_ant_dir_reward_formula(direction):
     reward, s = _step_from_state("metarl/AntDir-v0", {"direction": direction}, ACTION8)
-    vx = (s["after"][0] - s["before"][0]) / DT
+    vx = (s["after"][0] - s["before"][0]) / ANT_DT
     a = ACTION8.astype(np.float64)
     assert reward == pytest.approx(direction * vx + _ant_costs(s, a), abs=1e-9)
 

@@ -48,12 +48,24 @@ def test_confidence_interval_by_hand():
 
 
 def test_held_out_tasks_are_not_training_tasks():
+    """No held-out goal is any goal training draws, over many iterations and seeds."""
     distribution = gym.make("metarl/Navigation2D-v0").unwrapped
-    held_out = held_out_tasks(distribution, 20, seed=0)
-    for iteration in range(5):
-        training = distribution.sample_tasks(20, iteration_seeds(0, iteration)[0])
-        assert held_out != training
-    assert held_out == held_out_tasks(distribution, 20, seed=0)
+    training = {
+        tuple(task["goal"])
+        for seed in range(5)
+        for iteration in range(200)
+        for task in distribution.sample_tasks(20, iteration_seeds(seed, iteration)[0])
+    }
+    for seed in range(5):
+        held_out = held_out_tasks(distribution, 40, seed=seed)
+        assert not training & {tuple(task["goal"]) for task in held_out}
+        assert held_out == held_out_tasks(distribution, 40, seed=seed)  # reproducible
+
+
+def test_evaluate_uses_the_held_out_stream(run_dir, tmp_path):
+    results = evaluate(run_dir, num_tasks=3, steps=0, episodes=2, seed=4, out=tmp_path / "r.json")
+    distribution = gym.make("metarl/Navigation2D-v0").unwrapped
+    assert results["tasks"] == held_out_tasks(distribution, 3, seed=4)
 
 
 def test_evaluate_schema(run_dir, tmp_path):

@@ -3,8 +3,8 @@
 Both share one interface, which is all the trainer uses::
 
     opt = make_meta_optimizer(config.meta_optimizer)
-    adaptation = AdaptationSettings(lr=..., steps=..., first_order=..., objective=config.objective)
-    metrics = opt.step(policy, make_meta_batch(pre, post, baseline, gamma, gae_lambda), adaptation)
+    adaptation = AdaptationSettings.from_config(config)
+    metrics = opt.step(policy, MetaBatch(pre, post, pre_advantages, post_advantages), adaptation)
     state = opt.state_dict(); opt.load_state_dict(state)
 """
 
