@@ -17,6 +17,7 @@ def _demo(args: argparse.Namespace) -> int:
     import envs
     from metarl.benchmarks import env_steps_per_second
 
+    _check_counts(args, num_envs=1, steps=1)
     print(
         f"Stepping every metarl env: {args.num_envs} sub-envs, {args.steps} steps, random actions"
     )
@@ -29,6 +30,9 @@ def _demo(args: argparse.Namespace) -> int:
 def _benchmark_envs(args: argparse.Namespace) -> int:
     from metarl.benchmarks import env_steps_per_second
 
+    _check_counts(args, num_envs=1, steps=1)
+    for env_id in args.env:
+        _check_env_id(env_id)
     results = {}
     for env_id in args.env:
         rates = {
@@ -58,6 +62,7 @@ def _benchmark_sampler(args: argparse.Namespace) -> int:
     from metarl.benchmarks import benchmark_sampler
 
     _check_counts(args, tasks=1, episodes=1, horizon=1, repeats=1, workers=1, async_envs=1)
+    _check_env_id(args.env)
     kinds = ("batched", *args.kind) if args.kind else ("batched", "sync", "async")
     r = benchmark_sampler(
         args.env,
@@ -152,6 +157,7 @@ def _benchmark_iteration(args: argparse.Namespace) -> int:
     from metarl.config import load_config
     from metarl.trainer import benchmark_iteration
 
+    _check_counts(args, iterations=1, warmup=0)
     config = load_config(args.config, list(args.set))
     result = benchmark_iteration(config, iterations=args.iterations, warmup=args.warmup)
     result["fvp"] = getattr(config.meta_optimizer, "fvp", None)
@@ -198,6 +204,17 @@ def _check_counts(args: argparse.Namespace, **minimum: int) -> None:
         if value is not None and value < low:
             flag = "--" + name.replace("_", "-")
             raise UsageError(f"{flag} must be at least {low}, got {value}")
+
+
+def _check_env_id(env_id: str) -> None:
+    import gymnasium as gym
+
+    import envs
+
+    envs.register_envs()
+    if env_id not in gym.registry:
+        known = ", ".join(envs.ENV_IDS)
+        raise UsageError(f"--env {env_id!r} is not a registered environment; metarl's are {known}")
 
 
 def _check_writable(out: Path) -> None:

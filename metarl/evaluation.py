@@ -178,9 +178,14 @@ def evaluate(
         if "pretrained" in baseline_paths:
             from metarl.sb3 import load_pretrained
 
-            results["baselines"]["pretrained"] = curve_of(
-                load_pretrained(baseline_paths["pretrained"], config.policy.action_scale)
-            )
+            pretrained = load_pretrained(baseline_paths["pretrained"], config.policy.action_scale)
+            if (pretrained.obs_dim, pretrained.act_dim) != (policy.obs_dim, policy.act_dim):
+                raise InputError(
+                    f"{baseline_paths['pretrained']} observes {pretrained.obs_dim} values and acts "
+                    f"with {pretrained.act_dim}; {config.env} (with its env_kwargs) has "
+                    f"{policy.obs_dim} and {policy.act_dim}: is it a baseline of another env?"
+                )
+            results["baselines"]["pretrained"] = curve_of(pretrained)
     if "oracle" in baseline_paths:
         from metarl.sb3 import oracle_returns
 

@@ -167,6 +167,9 @@ class Sampler:
                 else:
                     group.env.close()
             except Exception as err:  # closing must go on (we may be here for another error)
+                # A dead worker's pipe is broken: mark the env closed so its __del__ does not
+                # try again and print an "Exception ignored" traceback at exit.
+                group.env.closed = True
                 warnings.warn(
                     f"closing a vector env of {self.env_id} failed: {type(err).__name__}: {err}",
                     RuntimeWarning,

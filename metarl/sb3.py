@@ -95,14 +95,27 @@ def to_sb3(
         **ppo_kwargs: passed to ``PPO`` (``device`` defaults to ``"cpu"``);
             ``policy_kwargs`` may add keys but not change the architecture.
     """
+    if not isinstance(policy, GaussianMLPPolicy):
+        raise InputError(f"policy must be a metarl GaussianMLPPolicy, got {type(policy).__name__}")
     linears, activation = _architecture(policy)
     hidden = [layer.out_features for layer in linears[:-1]]
     own = dict(policy.named_parameters())
     if params is None:
         params = own
+    elif not isinstance(params, Mapping):
+        raise InputError(f"params must be a dict of tensors, got {type(params).__name__}")
     elif set(params) != set(own):
         missing, extra = sorted(set(own) - set(params)), sorted(set(params) - set(own))
-        raise ValueError(f"params do not match the policy: missing {missing}, unexpected {extra}")
+        raise InputError(f"params do not match the policy: missing {missing}, unexpected {extra}")
+    for name, value in params.items():
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(own[name].shape):
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise InputError(
+                f"params[{name!r}] is {shape}; expected a tensor of shape {tuple(own[name].shape)} "
+                "(one task's parameters: index a stacked dict by task first)"
+            )
+        if not torch.isfinite(value).all():
+            raise InputError(f"params[{name!r}] holds NaN or inf")
 
     policy_kwargs = dict(ppo_kwargs.pop("policy_kwargs", None) or {})
     fixed = {
@@ -154,7 +167,13 @@ def from_sb3(model: PPO, action_scale: float = 1.0) -> GaussianMLPPolicy:
             squashing, a non-flatten feature extractor, an unsupported activation
             or non-Box spaces).
     """
+    if not isinstance(model, PPO):
+        raise InputError(f"model must be a stable-baselines3 PPO, got {type(model).__name__}")
+    if not (isinstance(action_scale, int | float) and action_scale > 0):
+        raise InputError(f"action_scale must be a positive number, got {action_scale!r}")
     sb3_policy = model.policy
+    if not all(torch.isfinite(p).all() for p in sb3_policy.parameters()):
+        raise InputError("the SB3 model's parameters hold NaN or inf")
     if not isinstance(sb3_policy.action_dist, DiagGaussianDistribution) or sb3_policy.use_sde:
         raise ValueError(
             f"only a diagonal Gaussian actor converts, got {type(sb3_policy.action_dist).__name__}"

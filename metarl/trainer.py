@@ -95,6 +95,7 @@ class Trainer:
         self.task_distribution = probe.unwrapped
         obs_dim = int(np.prod(probe.observation_space.shape))
         act_dim = int(np.prod(probe.action_space.shape))
+        _check_memory(config, obs_dim, act_dim)
         torch.manual_seed(config.seed)
         self.policy = make_policy(config, obs_dim, act_dim)
         self.baseline = LinearFeatureBaseline(config.baseline_reg)
@@ -357,6 +358,40 @@ class Trainer:
         c = self.config
         return make_sampler(
             c.env, c.tasks_per_batch, c.episodes_per_task, c.horizon, c.sampler, c.env_kwargs
+        )
+
+
+def memory_needed(config: Config, obs_dim: int, act_dim: int) -> int:
+    """A lower bound on the bytes one iteration holds: both samples' episodes (float32
+    observations, actions, rewards, masks, log-probabilities) and the meta-step's
+    hidden activations over them, forward and backward."""
+    rows = config.tasks_per_batch * config.episodes_per_task * config.horizon
+    episodes = 2 * rows * 4 * (obs_dim + act_dim + 3)
+    activations = 2 * rows * 4 * sum(config.policy.hidden_sizes) * 2
+    return episodes + activations
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _check_memory(config: Config, obs_dim: int, act_dim: int) -> None:
+    """Refuse, before any work, a config whose meta-batch cannot fit in this machine's memory."""
+    needed, available = memory_needed(config, obs_dim, act_dim), _available_memory()
+    if available is not None and needed > available:
+        rows = config.tasks_per_batch * config.episodes_per_task * config.horizon
+        raise ConfigError(
+            f"a meta-batch of tasks_per_batch x episodes_per_task x horizon = {rows:,} steps needs "
+            f"at least {needed / 2**30:.1f} GiB, and this machine has {available / 2**30:.1f} GiB "
+            "available; lower tasks_per_batch, episodes_per_task or horizon",
+            key="tasks_per_batch",
         )
 
 

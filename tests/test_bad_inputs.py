@@ -139,3 +139,37 @@ def test_missing_baselines_directory(run_dir, capsys, tmp_path):
         capsys,
         "--baselines",
     )
+
+
+def test_a_meta_batch_that_cannot_fit_is_refused_before_any_work(capsys, tmp_path):
+    run = tmp_path / "run"
+    err = _refused(
+        ["train", NAV, "--run-dir", str(run), "--set", "tasks_per_batch=100000000"],
+        capsys,
+        "tasks_per_batch",
+        "GiB",
+    )
+    assert "episodes_per_task" in err and not run.exists()
+
+
+def test_the_shipped_configs_fit_the_memory_estimate():
+    from metarl.config import load_config
+    from metarl.trainer import memory_needed
+
+    for name, dims in (("halfcheetah-dir", (17, 6)), ("ant-vel", (105, 8))):
+        config = load_config(CONFIGS / f"{name}.yaml")
+        assert memory_needed(config, *dims) < 4 * 2**30  # paper scale: well under 4 GiB
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["benchmark", "sampler", "--tasks", "0"],
+        ["benchmark", "sampler", "--env", "metarl/Nowhere-v0"],
+        ["benchmark", "envs", "--num-envs", "0"],
+        ["benchmark", "envs", "--env", "metarl/Nowhere-v0"],
+        ["demo", "--steps", "-1"],
+    ],
+)
+def test_benchmark_and_demo_sizes_and_envs(capsys, argv):
+    _refused(argv, capsys, "--")

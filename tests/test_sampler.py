@@ -292,3 +292,42 @@ def test_blocks_of_a_meta_batch_equal_the_whole_batch(env_id):
     for name in ("observations", "actions", "rewards", "mask", "log_probs"):
         joined = torch.cat([getattr(p, name) for p in parts])
         assert torch.equal(joined, getattr(whole, name)), name
+
+
+def test_a_dead_async_worker_leaves_no_traceback_at_exit(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "crash.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os
+            import gymnasium as gym
+            from envs.navigation import Navigation2DEnv
+            from metarl.policies import GaussianMLPPolicy
+            from metarl.sampler import Sampler, SamplerError
+
+            class Crashing(Navigation2DEnv):
+                def step(self, action):
+                    if self.task["goal"][0] > 0:
+                        os._exit(3)
+                    return super().step(action)
+
+            gym.register("crash/Crashing-v0", entry_point=Crashing, max_episode_steps=100)
+            tasks = [{"goal": [-0.3, 0.0]}, {"goal": [0.3, 0.0]}]
+            try:
+                with Sampler("crash/Crashing-v0", 2, 1, 5, kind="async", step_timeout=5) as s:
+                    s.sample(GaussianMLPPolicy(2, 2, (4,)), None, tasks, seed=0)
+            except SamplerError as err:
+                print("SamplerError:", err)
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert "SamplerError:" in result.stdout, result.stderr
+    assert "Exception ignored" not in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr

@@ -259,3 +259,24 @@ def test_batched_task_vec_env_resamples_tasks_and_appends_them():
     np.testing.assert_allclose(obs[:, :2], 0.0)
     hidden = BatchedTaskVecEnv("metarl/Navigation2D-v0", 3, seed=0, observe_task=False)
     assert hidden.reset().shape == (3, 2)
+
+
+def test_conversions_name_a_wrong_argument(nav):
+    from metarl.errors import InputError
+
+    policy = GaussianMLPPolicy(2, 2, hidden_sizes=(4,))
+    with pytest.raises(InputError, match="GaussianMLPPolicy"):
+        to_sb3("not a policy", nav)
+    with pytest.raises(InputError, match="dict of tensors"):
+        to_sb3(policy, nav, params=[1, 2])
+    stacked = {k: v.detach().expand(3, *v.shape) for k, v in params_of(policy).items()}
+    with pytest.raises(InputError, match=r"params\['log_std'\] is \(3, 2\).*index a stacked dict"):
+        to_sb3(policy, nav, params=stacked)
+    broken = {k: v.detach().clone() for k, v in params_of(policy).items()}
+    broken["log_std"][0] = float("nan")
+    with pytest.raises(InputError, match=r"params\['log_std'\] holds NaN"):
+        to_sb3(policy, nav, params=broken)
+    with pytest.raises(InputError, match="stable-baselines3 PPO"):
+        from_sb3(policy)
+    with pytest.raises(InputError, match="action_scale"):
+        from_sb3(to_sb3(policy, nav), action_scale=0)
