@@ -51,6 +51,7 @@ __all__ = [
     "load_config",
     "parse_override",
     "save_config",
+    "with_settings",
 ]
 
 # The valid names live with the things they name (metarl.objectives.OBJECTIVES,
@@ -563,6 +564,13 @@ def _set_path(data: dict[str, Any], path: list[str], value: Any, prefix: str = "
             raise _err(_join(prefix, ".".join(path)), f"cannot set it: {where} is not a mapping")
         node = child
     node[path[-1]] = value
+
+
+def with_settings(config_type: type, config: Any, settings: Mapping[str, Any]) -> Any:
+    """``config`` with ``settings`` changed, or a ``config_type`` built from them (checked there)."""
+    if config is None:
+        return config_type(**settings)
+    return dataclasses.replace(config, **settings) if settings else config
 
 
 def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Config:

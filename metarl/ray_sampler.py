@@ -35,7 +35,7 @@ import torch
 from metarl.episodes import Episodes, concat_episodes
 from metarl.errors import InputError
 from metarl.policies import Params
-from metarl.sampler import Sampler, SamplerError
+from metarl.sampler import Sampler, SamplerError, env_dims, env_tasks
 
 __all__ = ["RaySampler", "import_ray"]
 
@@ -161,8 +161,7 @@ class RaySampler:
         except BaseException:
             self.close()
             raise
-        # The spaces of the env, from one worker-free probe of the same engine.
-        self.obs_dim, self.act_dim = self._dims()
+        self.obs_dim, self.act_dim = env_dims(env_id, self.env_kwargs)
 
     # --- lifetime ---------------------------------------------------------------------------
     def __enter__(self) -> RaySampler:
@@ -187,13 +186,7 @@ class RaySampler:
 
     def sample_tasks(self, n: int, rng: np.random.Generator | None = None) -> list[dict[str, Any]]:
         """Tasks from the env's distribution."""
-        import gymnasium as gym
-
-        env = gym.make(self.env_id, **self.env_kwargs)
-        try:
-            return env.unwrapped.sample_tasks(n, rng)
-        finally:
-            env.close()
+        return env_tasks(self.env_id, self.env_kwargs, n, rng)
 
     # --- sampling ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -287,15 +280,3 @@ class RaySampler:
                 f"within {timeout_s:g} s{why} (sampler.timeout_s, start_timeout_s); the cluster has no free "
                 f"resources for it ({time.monotonic() - start:.0f} s waited)"
             )
-
-    def _dims(self) -> tuple[int, int]:
-        import gymnasium as gym
-
-        env = gym.make(self.env_id, **self.env_kwargs)
-        try:
-            return (
-                int(np.prod(env.observation_space.shape)),
-                int(np.prod(env.action_space.shape)),
-            )
-        finally:
-            env.close()

@@ -15,11 +15,12 @@ actions, so the policy's forward pass hides behind physics.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import multiprocessing
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -182,11 +183,7 @@ class Sampler:
 
     def sample_tasks(self, n: int, rng: np.random.Generator | None = None) -> list[dict[str, Any]]:
         """Tasks from the env's distribution."""
-        env = gym.make(self.env_id, **self.env_kwargs)
-        try:
-            return env.unwrapped.sample_tasks(n, rng)
-        finally:
-            env.close()
+        return env_tasks(self.env_id, self.env_kwargs, n, rng)
 
     # --- sampling ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -381,6 +378,30 @@ class _Buffers:
             log_probs=per_task(self.log_probs),
             tasks=tuple(dict(t) for t in tasks),
         )
+
+
+@contextlib.contextmanager
+def single_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> Iterator[gym.Env]:
+    """One env of ``env_id`` (with its options) for a question about it, closed after."""
+    env = gym.make(env_id, **dict(env_kwargs or {}))
+    try:
+        yield env
+    finally:
+        env.close()
+
+
+def env_tasks(
+    env_id: str, env_kwargs: Mapping[str, Any] | None, n: int, rng: np.random.Generator | None
+) -> list[dict[str, Any]]:
+    """``n`` tasks from the env's distribution."""
+    with single_env(env_id, env_kwargs) as env:
+        return env.unwrapped.sample_tasks(n, rng)
+
+
+def env_dims(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> tuple[int, int]:
+    """The flat observation and action sizes of the env."""
+    with single_env(env_id, env_kwargs) as env:
+        return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
 
 
 def _engine_takes_threads(env_id: str) -> bool:

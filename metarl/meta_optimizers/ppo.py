@@ -11,14 +11,13 @@ on the pre-adaptation observations, ProMP's trust region for the pre-update poli
 from __future__ import annotations
 
 import copy
-import dataclasses
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from metarl.adaptation import AdaptationSettings, adapted_stats, policy_stats
-from metarl.config import PPOConfig
+from metarl.config import PPOConfig, with_settings
 from metarl.meta_optimizers.trpo import check_finite, check_step_inputs, mean_kl
 from metarl.objectives import MetaBatch, clipped_surrogate, gaussian_log_prob
 from metarl.policies import params_of
@@ -38,11 +37,7 @@ class PPO:
 
     def __init__(self, config: PPOConfig | None = None, **settings: Any) -> None:
         # The config checks every value, once.
-        if config is None:
-            config = PPOConfig(**settings)
-        elif settings:
-            config = dataclasses.replace(config, **settings)
-        self.config = config
+        self.config = config = with_settings(PPOConfig, config, settings)
         self.lr = config.lr
         self.epochs = config.epochs
         self.clip = config.clip

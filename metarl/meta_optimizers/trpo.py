@@ -31,7 +31,6 @@ products ``F v`` are offered (``fvp=``):
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import time
 import warnings
@@ -42,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from metarl.adaptation import AdaptationSettings, adapted_stats
-from metarl.config import TRPOConfig
+from metarl.config import TRPOConfig, with_settings
 from metarl.meta_optimizers.optim import (
     backtracking_line_search,
     conjugate_gradient,
@@ -211,11 +210,7 @@ class TRPO:
 
     def __init__(self, config: TRPOConfig | None = None, **settings: Any) -> None:
         # The config checks every value, once.
-        if config is None:
-            config = TRPOConfig(**settings)
-        elif settings:
-            config = dataclasses.replace(config, **settings)
-        self.config = config
+        self.config = config = with_settings(TRPOConfig, config, settings)
         self.max_kl = config.max_kl
         self.cg_iters = config.cg_iters
         self.cg_damping = config.cg_damping
