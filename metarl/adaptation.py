@@ -224,8 +224,8 @@ def inner_loss(
 def adapt_steps(
     policy: nn.Module,
     params: Params,
-    episodes: Episodes,
-    advantages: Tensor,
+    episodes: Episodes | Sequence[Episodes],
+    advantages: Tensor | Sequence[Tensor],
     lr: float | Sequence[float],
     steps: int = 1,
     first_order: bool = False,
@@ -233,32 +233,38 @@ def adapt_steps(
 ) -> list[Params]:
     """Stacked parameters before and after each inner step: ``[theta_K, phi_1, ..., phi_steps]``.
 
-    ``episodes`` and ``advantages`` must be stacked (``[K, T, E]``); ``params``
-    shared (expanded here to ``theta_K``) or stacked. Every step reuses the same
-    episodes. Without ``first_order`` the steps are differentiable to second
-    order in ``params`` (``create_graph=True``); with it, ``phi`` still depends
-    on ``params``, but through the identity only. Under ``torch.no_grad()``
-    (sampling) no graph is kept at all and the result is detached.
-    Meta-optimizers use the intermediate entries for Jacobian-vector products
-    through each step.
+    ``episodes`` and ``advantages`` must be stacked (``[K, T, E]``): one batch that
+    every step reuses, or a sequence with one batch per step, step ``k`` taking
+    the episodes sampled with ``phi_k`` (the paper's multi-step variant; ProMP).
+    ``params`` are shared (expanded here to ``theta_K``) or stacked. Without
+    ``first_order`` the steps are differentiable to second order in ``params``
+    (``create_graph=True``); with it, ``phi`` still depends on ``params``, but
+    through the identity only. Under ``torch.no_grad()`` (sampling) no graph is
+    kept at all and the result is detached. Meta-optimizers use the intermediate
+    entries for Jacobian-vector products through each step.
     """
-    if episodes.rewards.dim() != 3:
+    per_step = _per_step(episodes, advantages, steps)
+    if any(e.rewards.dim() != 3 for e, _ in per_step):
         raise ValueError("adapt_steps needs episodes stacked over tasks; see adapt_with_advantages")
     surrogate = inner_surrogate(objective)
-    num_tasks = episodes.rewards.shape[0]
+    num_tasks = per_step[0][0].rewards.shape[0]
     current = params if is_stacked(policy, params) else expand_params(params, num_tasks)
     trace = [current]
     # Without an ambient graph (sampling, evaluation, a line search) each step
     # starts from fresh leaves: views made under no_grad claim requires_grad yet
     # are cut off from the graph, and their gradient would silently be zero.
     graph = torch.is_grad_enabled()
-    for lr_step in step_sizes(lr, steps):
+    for lr_step, (step_episodes, step_advantages) in zip(
+        step_sizes(lr, steps), per_step, strict=True
+    ):
         with torch.enable_grad():
             if not (graph and all(p.requires_grad for p in current.values())):
                 current = {n: p.detach().requires_grad_() for n, p in current.items()}
                 trace[-1] = current
-            log_probs = policy_log_probs(policy, current, episodes)
-            losses = surrogate(log_probs, episodes.log_probs, advantages, episodes.mask)
+            log_probs = policy_log_probs(policy, current, step_episodes)
+            losses = surrogate(
+                log_probs, step_episodes.log_probs, step_advantages, step_episodes.mask
+            )
             # Task k's loss depends on copy k only: one backward gives every task's gradient.
             grads = torch.autograd.grad(
                 losses.sum(),
@@ -269,6 +275,23 @@ def adapt_steps(
         current = {n: p - lr_step * g for (n, p), g in zip(current.items(), grads, strict=True)}
         trace.append(current)
     return trace
+
+
+def _per_step(
+    episodes: Episodes | Sequence[Episodes], advantages: Tensor | Sequence[Tensor], steps: int
+) -> list[tuple[Episodes, Tensor]]:
+    """One ``(episodes, advantages)`` pair per inner step."""
+    if isinstance(episodes, Episodes):
+        if not isinstance(advantages, Tensor):
+            raise ValueError("one batch of episodes takes one advantages tensor")
+        return [(episodes, advantages)] * steps
+    episodes, advantages = list(episodes), list(advantages)
+    if len(episodes) != steps or len(advantages) != steps:
+        raise ValueError(
+            f"got {len(episodes)} batches of episodes and {len(advantages)} of advantages for "
+            f"{steps} inner steps; give one of each per step"
+        )
+    return list(zip(episodes, advantages, strict=True))
 
 
 def adapted_stats(

@@ -186,27 +186,35 @@ def clipped_surrogate(
 class MetaBatch:
     """Everything a meta-optimizer step needs, all stacked over tasks ``[K, ...]``.
 
-    The trainer builds one from its two samples and their advantages
+    The trainer builds one from its samples and their advantages
     (:func:`metarl.adaptation.compute_advantages`); :func:`metarl.adaptation.make_meta_batch`
     does both steps for tests and scripts.
 
     Attributes:
-        pre: episodes sampled with the meta-parameters theta.
+        pre: episodes sampled with the meta-parameters theta; with several inner
+            steps on fresh episodes, a tuple with one batch per step (step ``k``'s
+            sampled with the parameters after ``k`` steps).
         post: episodes sampled with the adapted parameters phi_i of each task.
-        pre_advantages: ``[K, T, E]`` advantages of ``pre`` (the inner step's).
+        pre_advantages: ``[K, T, E]`` advantages of ``pre`` (the inner steps'), a tuple
+            when ``pre`` is one.
         post_advantages: ``[K, T', E']`` advantages of ``post`` (the outer surrogate's).
     """
 
-    pre: Episodes
+    pre: Episodes | tuple[Episodes, ...]
     post: Episodes
-    pre_advantages: Tensor
+    pre_advantages: Tensor | tuple[Tensor, ...]
     post_advantages: Tensor
 
     def __post_init__(self) -> None:
-        for name, episodes, advantages in (
-            ("pre", self.pre, self.pre_advantages),
-            ("post", self.post, self.post_advantages),
-        ):
+        pre, pre_adv = self.pre_list, self.pre_advantages_list
+        if len(pre) != len(pre_adv):
+            raise ValueError(f"{len(pre)} batches of pre episodes but {len(pre_adv)} of advantages")
+        several = isinstance(self.pre, tuple)
+        named = [
+            (f"pre[{k}]" if several else "pre", e, a)
+            for k, (e, a) in enumerate(zip(pre, pre_adv, strict=True))
+        ]
+        for name, episodes, advantages in [*named, ("post", self.post, self.post_advantages)]:
             if episodes.rewards.dim() != 3:
                 raise ValueError(
                     f"{name} episodes must be stacked over tasks ([K, T, E] rewards), "
@@ -217,18 +225,34 @@ class MetaBatch:
                     f"{name}_advantages has shape {tuple(advantages.shape)}, "
                     f"expected the rewards' {tuple(episodes.rewards.shape)}"
                 )
-        if self.pre.rewards.shape[0] != self.post.rewards.shape[0]:
-            raise ValueError(
-                f"pre has {self.pre.rewards.shape[0]} tasks but post has {self.post.rewards.shape[0]}"
-            )
+            if episodes.rewards.shape[0] != self.post.rewards.shape[0]:
+                raise ValueError(
+                    f"{name} has {episodes.rewards.shape[0]} tasks but post has "
+                    f"{self.post.rewards.shape[0]}"
+                )
+
+    @property
+    def pre_list(self) -> list[Episodes]:
+        """The pre-adaptation batches, one per inner step (one for all steps when not a tuple)."""
+        return list(self.pre) if isinstance(self.pre, tuple) else [self.pre]
+
+    @property
+    def pre_advantages_list(self) -> list[Tensor]:
+        adv = self.pre_advantages
+        return list(adv) if isinstance(adv, tuple) else [adv]
+
+    @property
+    def first_pre(self) -> Episodes:
+        """The episodes sampled with theta itself."""
+        return self.pre_list[0]
 
     @property
     def num_tasks(self) -> int:
-        return self.pre.rewards.shape[0]
+        return self.post.rewards.shape[0]
 
     def to(self, dtype: torch.dtype) -> MetaBatch:
         """A copy with every floating tensor cast to ``dtype``."""
-        return MetaBatch(**{f.name: getattr(self, f.name).to(dtype) for f in fields(self)})
+        return self._map(lambda e: e.to(dtype), lambda t: t.to(dtype))
 
     def select(self, tasks: Tensor) -> MetaBatch:
         """The meta-batch of the tasks at the indices ``tasks`` (a 1-D long tensor)."""
@@ -242,21 +266,33 @@ class MetaBatch:
             names = tuple(episodes.tasks[i] for i in tasks.tolist()) if episodes.tasks else ()
             return Episodes(**picked, tasks=names)
 
+        return self._map(part, lambda t: t[tasks])
+
+    def _map(self, on_episodes, on_tensor) -> MetaBatch:
+        several = isinstance(self.pre, tuple)
+        pre = tuple(on_episodes(e) for e in self.pre_list)
+        pre_adv = tuple(on_tensor(a) for a in self.pre_advantages_list)
         return MetaBatch(
-            pre=part(self.pre),
-            post=part(self.post),
-            pre_advantages=self.pre_advantages[tasks],
-            post_advantages=self.post_advantages[tasks],
+            pre=pre if several else pre[0],
+            post=on_episodes(self.post),
+            pre_advantages=pre_adv if several else pre_adv[0],
+            post_advantages=on_tensor(self.post_advantages),
         )
 
     def nonfinite_fields(self) -> list[str]:
         """Names of the tensors that hold NaN or inf (empty when all are finite)."""
         bad = []
-        for name, episodes in (("pre", self.pre), ("post", self.post)):
+        several = isinstance(self.pre, tuple)
+        batches = [(f"pre[{k}]" if several else "pre", e) for k, e in enumerate(self.pre_list)] + [
+            ("post", self.post)
+        ]
+        for name, episodes in batches:
             for f in ("observations", "actions", "rewards", "mask", "log_probs"):
                 if not torch.isfinite(getattr(episodes, f)).all():
                     bad.append(f"{name}.{f}")
-        for name in ("pre_advantages", "post_advantages"):
-            if not torch.isfinite(getattr(self, name)).all():
-                bad.append(name)
+        for k, adv in enumerate(self.pre_advantages_list):
+            if not torch.isfinite(adv).all():
+                bad.append(f"pre_advantages[{k}]" if several else "pre_advantages")
+        if not torch.isfinite(self.post_advantages).all():
+            bad.append("post_advantages")
         return bad

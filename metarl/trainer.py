@@ -23,7 +23,12 @@ import numpy as np
 import torch
 
 import envs
-from metarl.adaptation import AdaptationSettings, adapt_for_sampling, compute_advantages
+from metarl.adaptation import (
+    AdaptationSettings,
+    adapt_for_sampling,
+    compute_advantages,
+    step_sizes,
+)
 from metarl.baselines import LinearFeatureBaseline
 from metarl.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -57,11 +62,15 @@ class TrainingDiverged(RuntimeError):
     """A loss or a parameter became NaN or infinite; the last good checkpoint is kept."""
 
 
-def iteration_seeds(seed: int, iteration: int) -> tuple[np.random.Generator, int, int]:
-    """The task generator and the pre-/post-adaptation sampling seeds of one iteration."""
-    sequence = np.random.SeedSequence([seed, iteration])
-    tasks_seed, pre_seed, post_seed = sequence.generate_state(3)
-    return np.random.default_rng(tasks_seed), int(pre_seed), int(post_seed)
+def iteration_seeds(
+    seed: int, iteration: int, steps: int = 1
+) -> tuple[np.random.Generator, list[int], int]:
+    """The task generator, the sampling seed before each inner step, and the post-adaptation
+    seed of one iteration. (More steps extend the seed list; the first three words are the
+    same for any number of steps, so a one-step run draws what it always drew.)"""
+    words = np.random.SeedSequence([seed, iteration]).generate_state(2 + steps)
+    tasks_seed, first, post_seed, *rest = (int(w) for w in words)
+    return np.random.default_rng(tasks_seed), [first, *rest], post_seed
 
 
 def mean_return(episodes: Episodes) -> float:
@@ -169,33 +178,41 @@ class Trainer:
     def iteration(self, sampler: Sampler, iteration: int) -> dict[str, float]:
         """One meta-iteration; returns its ``progress.csv`` row (timings included)."""
         c, start = self.config, time.perf_counter()
-        task_rng, pre_seed, post_seed = iteration_seeds(c.seed, iteration)
+        steps = self.adaptation.steps
+        task_rng, pre_seeds, post_seed = iteration_seeds(c.seed, iteration, steps)
 
         # 1. Tasks of this meta-batch.
         tasks = self.task_distribution.sample_tasks(c.tasks_per_batch, task_rng)
 
-        # 2. Pre-adaptation episodes with theta.
-        t0 = time.perf_counter()
-        pre = sampler.sample(self.policy, None, tasks, seed=pre_seed)
-        sampling_s = time.perf_counter() - t0
-
-        # 3. Adapt theta to every task (values only: the meta-step rebuilds the graph).
-        t0 = time.perf_counter()
-        pre_advantages, adapted = adapt_for_sampling(
-            self.policy,
-            dict(self.policy.named_parameters()),
-            pre,
-            self.baseline,
-            self.adaptation,
-            gamma=c.gamma,
-            gae_lambda=c.gae_lambda,
-            normalize=c.normalize_advantages,
-        )
-        adaptation_s = time.perf_counter() - t0
+        # 2-3. Episodes with theta, then one inner step on them; with several steps, each
+        # next step on fresh episodes of the parameters before it (values only: the
+        # meta-step rebuilds the graph through every step).
+        sampling_s = adaptation_s = 0.0
+        params = dict(self.policy.named_parameters())
+        pres, pre_advantages = [], []
+        for k, lr in enumerate(step_sizes(self.adaptation.lr, steps)):
+            t0 = time.perf_counter()
+            pres.append(sampler.sample(self.policy, params, tasks, seed=pre_seeds[k]))
+            sampling_s += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            advantages, params = adapt_for_sampling(
+                self.policy,
+                params,
+                pres[-1],
+                self.baseline,
+                self.adaptation,
+                gamma=c.gamma,
+                gae_lambda=c.gae_lambda,
+                normalize=c.normalize_advantages,
+                lr=lr,
+                steps=1,
+            )
+            pre_advantages.append(advantages)
+            adaptation_s += time.perf_counter() - t0
 
         # 4. Post-adaptation episodes with the adapted parameters.
         t0 = time.perf_counter()
-        post = sampler.sample(self.policy, adapted, tasks, seed=post_seed)
+        post = sampler.sample(self.policy, params, tasks, seed=post_seed)
         sampling_s += time.perf_counter() - t0
 
         # 5. Meta-step.
@@ -203,7 +220,13 @@ class Trainer:
         post_advantages = compute_advantages(
             post, self.baseline, c.gamma, c.gae_lambda, c.normalize_advantages
         )
-        batch = MetaBatch(pre, post, pre_advantages, post_advantages)
+        several = steps > 1
+        batch = MetaBatch(
+            tuple(pres) if several else pres[0],
+            post,
+            tuple(pre_advantages) if several else pre_advantages[0],
+            post_advantages,
+        )
         try:
             metrics = self.meta_optimizer.step(self.policy, batch, self.adaptation)
         except FloatingPointError as err:
@@ -215,12 +238,14 @@ class Trainer:
             )
         meta_optimization_s = time.perf_counter() - t0
 
-        self.env_steps += pre.num_steps + post.num_steps
+        self.env_steps += sum(e.num_steps for e in pres) + post.num_steps
         self.elapsed_s += time.perf_counter() - start
         return {
             "iteration": iteration,
-            "return_pre": mean_return(pre),
+            "return_pre": mean_return(pres[0]),
             "return_post": mean_return(post),
+            # The returns after the intermediate steps (multi-step adaptation only).
+            **{f"return_step{k}": mean_return(e) for k, e in enumerate(pres[1:], start=1)},
             "env_steps": self.env_steps,
             "time_s": round(self.elapsed_s, 3),
             **{k: float(v) for k, v in metrics.items() if not k.startswith("time_")},

@@ -337,3 +337,29 @@ def test_resume_repairs_a_cut_row_and_reports_missing_ones(tmp_path):
     with pytest.warns(RuntimeWarning, match=r"iteration\(s\) 0 of the 2"):
         Trainer(tiny(iterations=3), tmp_path / "run", resume=True, progress=False).train()
     assert [r["iteration"] for r in read_rows(tmp_path / "run")] == ["1", "2"]
+
+
+def test_two_inner_steps_sample_fresh_episodes_and_resume_exactly(tmp_path):
+    adaptation = dataclasses.replace(tiny().adaptation, steps=2, lr=[0.1, 0.05])
+    config = tiny(iterations=2, adaptation=adaptation)
+    Trainer(config, tmp_path / "run", progress=False).train()
+    rows = read_rows(tmp_path / "run")
+    # Three samples per iteration: theta's, phi_1's (fresh), phi_2's (post).
+    assert int(rows[0]["env_steps"]) == 3 * 4 * 5 * 20
+    assert "return_step1" in rows[0]
+    assert rows[0]["return_step1"] not in (rows[0]["return_pre"], rows[0]["return_post"])
+    # Interrupted after one iteration and resumed: the same numbers.
+    Trainer(tiny(iterations=1, adaptation=adaptation), tmp_path / "half", progress=False).train()
+    Trainer(config, tmp_path / "half", resume=True, progress=False).train()
+    again = read_rows(tmp_path / "half")
+    for column in ("return_pre", "return_step1", "return_post"):
+        assert [r[column] for r in again] == [r[column] for r in rows]
+
+
+def test_one_step_iteration_seeds_are_unchanged_by_the_multi_step_extension():
+    from metarl.trainer import iteration_seeds
+
+    rng1, pre1, post1 = iteration_seeds(3, 7, 1)
+    rng3, pre3, post3 = iteration_seeds(3, 7, 3)
+    assert pre1 == pre3[:1] and post1 == post3 and len(set(pre3)) == 3
+    assert rng1.integers(1 << 30) == rng3.integers(1 << 30)

@@ -75,7 +75,7 @@ class PPO:
         params = list(theta.values())
         check_step_inputs(params, batch)
         adam = self._optimizer(params)
-        pre, post = batch.pre, batch.post
+        pre, post = batch.first_pre, batch.post
 
         def stats(first_order: bool) -> tuple[Tensor, Tensor]:
             _, mean, std = adapted_stats(policy, params_of(policy), batch, adaptation, first_order)
