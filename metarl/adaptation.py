@@ -25,9 +25,11 @@ from torch import Tensor, nn
 
 from metarl.episodes import Episodes, gae
 from metarl.objectives import (
+    EXPLORING_OBJECTIVES,
     OBJECTIVES,
     MetaBatch,
     Surrogate,
+    exploration_surrogate,
     gaussian_log_prob,
     inner_surrogate,
     reinforce_surrogate,
@@ -47,6 +49,7 @@ __all__ = [
     "adapted_stats",
     "compute_advantages",
     "expand_params",
+    "exploration_loss",
     "inner_loss",
     "is_stacked",
     "make_meta_batch",
@@ -321,6 +324,22 @@ def adapted_stats(
     )
     mean, std = policy_stats(policy, trace[-1], batch.post.observations)
     return trace, mean, std
+
+
+def exploration_loss(
+    policy: nn.Module, params: Params, batch: MetaBatch, settings: AdaptationSettings
+) -> Tensor:
+    """The outer loss's exploration term for an exploring objective (E-MAML), else 0.
+
+    Computed on the episodes sampled with theta (``batch.first_pre``) under ``params``.
+    """
+    if settings.objective not in EXPLORING_OBJECTIVES:
+        return torch.zeros(())
+    pre = batch.first_pre
+    post_returns = batch.post.episode_returns.mean(dim=-1)
+    expanded = params if is_stacked(policy, params) else expand_params(params, batch.num_tasks)
+    log_probs = policy_log_probs(policy, expanded, pre)
+    return exploration_surrogate(log_probs, pre.log_probs, pre.mask, post_returns).mean()
 
 
 def adapt_with_advantages(

@@ -41,12 +41,14 @@ from torch import Tensor
 from metarl.episodes import Episodes
 
 __all__ = [
+    "EXPLORING_OBJECTIVES",
     "INNER_SURROGATES",
     "OBJECTIVES",
     "MetaBatch",
     "Surrogate",
     "clipped_surrogate",
     "dice_surrogate",
+    "exploration_surrogate",
     "gaussian_kl",
     "gaussian_log_prob",
     "inner_surrogate",
@@ -146,8 +148,12 @@ INNER_SURROGATES: dict[str, Surrogate] = {
     "maml": reinforce_surrogate,
     "dice": dice_surrogate,
     "lvc": lvc_surrogate,
+    # E-MAML adapts as MAML does; its difference is the exploration term of the outer loss.
+    "emaml": reinforce_surrogate,
 }
 OBJECTIVES = tuple(INNER_SURROGATES)
+EXPLORING_OBJECTIVES = frozenset({"emaml"})
+"""Objectives whose outer loss adds :func:`exploration_surrogate` (E-MAML)."""
 
 
 def inner_surrogate(objective: str | Surrogate) -> Surrogate:
@@ -180,6 +186,28 @@ def clipped_surrogate(
     ratio = _masked_log_ratio(log_probs, old_log_probs, mask).exp()
     clipped = ratio.clamp(1.0 - clip, 1.0 + clip)
     return -masked_task_mean(torch.minimum(ratio * advantages, clipped * advantages), mask)
+
+
+def exploration_surrogate(
+    log_probs: Tensor, old_log_probs: Tensor, mask: Tensor, post_returns: Tensor
+) -> Tensor:
+    """E-MAML's exploration term per task (Stadie et al. 2018, arXiv 1803.01118, eq. 6).
+
+    The MAML meta-gradient ignores that theta also chose the pre-adaptation
+    episodes; E-MAML credits them with what adaptation on them achieved: the
+    post-adaptation return of the task, standardised across the meta-batch's tasks,
+    times the pre-adaptation log-likelihood. As an importance-weighted surrogate,
+    ``-w_k * mean_t(pi_theta / pi_old)``, its gradient at the sampling parameters is
+    ``-w_k * mean_t grad log pi_theta(a_t | s_t)``.
+
+    Args:
+        log_probs, old_log_probs, mask: ``[K, T, E]`` of the pre-adaptation episodes.
+        post_returns: ``[K]`` mean post-adaptation return of each task.
+    """
+    weight = post_returns - post_returns.mean()
+    weight = weight / (weight.square().mean().sqrt() + 1e-8)
+    ratio = _masked_log_ratio(log_probs, old_log_probs, mask).exp()
+    return -weight.detach() * masked_task_mean(ratio, mask)
 
 
 @dataclass(frozen=True)

@@ -384,3 +384,23 @@ def test_cg_subsample_estimates_the_curvature_on_a_share_of_the_tasks(monkeypatc
     assert any(moved), "a different curvature estimate gives a different step"
     with pytest.raises(ValueError, match="cg_subsample"):
         TRPO(cg_subsample=0.0)
+
+
+def test_emaml_adds_the_exploration_gradient_to_the_meta_step():
+    """objective: emaml = MAML's meta-gradient plus the pre-episodes' exploration term."""
+    from metarl.adaptation import exploration_loss
+
+    policy = tiny_policy()
+    batch = synthetic_batch(policy)
+    theta = params_of(policy)
+    maml, emaml = AdaptationSettings(lr=0.3), AdaptationSettings(lr=0.3, objective="emaml")
+    assert exploration_loss(policy, theta, batch, maml).item() == 0.0
+    term = exploration_loss(policy, theta, batch, emaml)
+    assert term.item() == pytest.approx(0.0, abs=1e-12)  # weights have zero mean across tasks
+    grads = torch.autograd.grad(term, list(theta.values()))
+    assert any(g.abs().sum() > 0 for g in grads), "the term moves theta"
+    a, b = tiny_policy(), tiny_policy()
+    TRPO().step(a, batch, maml)
+    metrics = TRPO().step(b, batch, emaml)
+    assert metrics["step_fraction"] > 0
+    assert not torch.equal(_flat_params(a), _flat_params(b))

@@ -12,6 +12,7 @@ from metarl.objectives import (
     MetaBatch,
     clipped_surrogate,
     dice_surrogate,
+    exploration_surrogate,
     gaussian_kl,
     gaussian_log_prob,
     inner_surrogate,
@@ -137,7 +138,8 @@ def test_clipped_surrogate_by_hand():
 
 
 def test_inner_surrogate_lookup():
-    assert set(INNER_SURROGATES) == {"maml", "dice", "lvc"}
+    assert set(INNER_SURROGATES) == {"maml", "dice", "lvc", "emaml"}
+    assert inner_surrogate("emaml") is reinforce_surrogate  # E-MAML adapts as MAML
     assert inner_surrogate("lvc") is lvc_surrogate
     assert inner_surrogate(reinforce_surrogate) is reinforce_surrogate
     with pytest.raises(ValueError, match="unknown objective 'promp'"):
@@ -173,3 +175,21 @@ def test_meta_batch_checks_shapes_and_finds_nonfinite_fields():
     assert MetaBatch(pre, post, torch.zeros(2, 3, 2), bad_adv).nonfinite_fields() == [
         "post_advantages"
     ]
+
+
+def test_exploration_surrogate_credits_pre_episodes_with_the_post_return():
+    """E-MAML's term: its gradient is -w_k * mean_t grad log pi, w = standardised post returns."""
+    g = torch.Generator().manual_seed(0)
+    theta = torch.randn(3, 4, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    old = theta.detach().clone()
+    mask = torch.ones(3, 4, 2, dtype=torch.float64)
+    mask[1, 3:, 0] = 0
+    post_returns = torch.tensor([10.0, -2.0, 4.0], dtype=torch.float64)
+    loss = exploration_surrogate(theta, old, mask, post_returns)
+    assert loss.shape == (3,)
+    w = post_returns - post_returns.mean()
+    w = w / w.square().mean().sqrt()
+    torch.testing.assert_close(loss.detach(), -w)  # ratio 1 at the sampling parameters
+    (grad,) = torch.autograd.grad(loss.sum(), theta)
+    expected = -w.view(3, 1, 1) * mask / mask.sum(dim=(1, 2), keepdim=True)
+    torch.testing.assert_close(grad, expected)

@@ -143,10 +143,15 @@ def test_cli_train_and_bad_config(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_navigation_learns_to_adapt(tmp_path):
+@pytest.mark.parametrize(
+    "overrides",
+    [[], ["objective=emaml"], ["adaptation.steps=2", "adaptation.lr=[0.1,0.1]"]],
+    ids=["maml", "emaml", "two-steps"],
+)
+def test_navigation_learns_to_adapt(tmp_path, overrides):
     """Post-adaptation return beats pre-adaptation and the first iteration, by clear margins."""
     config = dataclasses.replace(
-        load_config(CONFIGS / "navigation2d.yaml"),
+        load_config(CONFIGS / "navigation2d.yaml", overrides),
         iterations=12,
         tasks_per_batch=20,
         episodes_per_task=10,

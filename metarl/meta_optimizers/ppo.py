@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from metarl.adaptation import AdaptationSettings, adapted_stats, policy_stats
+from metarl.adaptation import AdaptationSettings, adapted_stats, exploration_loss, policy_stats
 from metarl.config import PPOConfig, with_settings
 from metarl.meta_optimizers.trpo import check_finite, check_step_inputs, mean_kl
 from metarl.objectives import MetaBatch, clipped_surrogate, gaussian_log_prob
@@ -101,6 +101,7 @@ class PPO:
         try:
             for epoch in range(self.epochs):
                 loss = surrogate(*stats(adaptation.first_order))
+                loss = loss + exploration_loss(policy, params_of(policy), batch, adaptation)
                 total = loss + self.inner_kl_coeff * inner_kl() if self.inner_kl_coeff else loss
                 check_finite(f"meta-loss at epoch {epoch}", total)
                 grads = torch.autograd.grad(total, params, materialize_grads=True)

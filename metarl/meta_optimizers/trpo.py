@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from metarl.adaptation import AdaptationSettings, adapted_stats
+from metarl.adaptation import AdaptationSettings, adapted_stats, exploration_loss
 from metarl.config import TRPOConfig, with_settings
 from metarl.meta_optimizers.optim import (
     backtracking_line_search,
@@ -246,6 +246,7 @@ class TRPO:
         old_mean, old_std = mean.detach(), std.detach()
         log_probs = gaussian_log_prob(mean, std, post.actions)
         loss = outer_surrogate(log_probs, post.log_probs, batch.post_advantages, post.mask).mean()
+        loss = loss + exploration_loss(policy, theta, batch, adaptation)
         check_finite("meta-loss", loss)
         loss_before = float(loss.detach())
         # Keep the graph: the curvature products go through the same inner step.
@@ -305,8 +306,9 @@ class TRPO:
                 _, mean, std = adapted_stats(policy, params_of(policy), batch, adaptation, True)
                 log_probs = gaussian_log_prob(mean, std, post.actions)
                 loss = outer_surrogate(log_probs, post.log_probs, batch.post_advantages, post.mask)
+                loss = loss.mean() + exploration_loss(policy, params_of(policy), batch, adaptation)
                 kl = mean_kl(old_mean, old_std, mean, std, post.mask)
-            return float(loss.mean()), float(kl)
+            return float(loss), float(kl)
 
         result = backtracking_line_search(
             params,
