@@ -32,7 +32,6 @@ products ``F v`` are offered (``fvp=``):
 from __future__ import annotations
 
 import itertools
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -226,55 +225,33 @@ class TRPO:
     ) -> dict[str, float]:
         """One meta-update of ``policy`` in place; returns metrics.
 
+        Reads as TRPO does: the meta-loss and its gradient through the inner step, the
+        natural-gradient direction by conjugate gradient on the curvature product,
+        then a backtracking line search on the exact mean KL.
+
         Metrics: ``loss_before``, ``loss_after`` (surrogate, lower is better),
         ``kl`` (mean KL of the accepted step, 0 if rejected), ``ls_steps``,
         ``step_fraction`` (accepted multiple of the full step, 0 if rejected),
         ``skipped`` (1 when no step was tried: the curvature was not positive),
-        ``grad_norm``, and the seconds spent on the gradient (adaptation
-        included), on conjugate gradient and on the line search (``time_*_s``).
+        ``grad_norm``.
 
         Raises:
             FloatingPointError: NaN/inf in the parameters, the batch, the loss,
                 its gradient or the step, before the parameters change.
         """
-        start = time.perf_counter()
         theta = params_of(policy)
         params = list(theta.values())
         check_step_inputs(params, batch)
-        post = batch.post
+        self.num_steps += 1
+
+        # 1. The meta-loss through the inner step, and its gradient (graph kept for F v).
         trace, mean, std = adapted_stats(policy, theta, batch, adaptation)
         old_mean, old_std = mean.detach(), std.detach()
-        log_probs = gaussian_log_prob(mean, std, post.actions)
-        loss = outer_surrogate(log_probs, post.log_probs, batch.post_advantages, post.mask).mean()
-        loss = loss + exploration_loss(policy, theta, batch, adaptation)
+        loss = self._meta_loss(policy, theta, batch, adaptation, mean, std)
         check_finite("meta-loss", loss)
         loss_before = float(loss.detach())
-        # Keep the graph: the curvature products go through the same inner step.
         grad = flat(torch.autograd.grad(loss, params, retain_graph=True, materialize_grads=True))
         check_finite("meta-gradient", grad)
-
-        cg_start = time.perf_counter()  # the products' set-up counts as CG time
-        if self.cg_subsample < 1.0:
-            # The curvature of a random share of the tasks (a new draw every step, from the
-            # step counter, so a resumed run draws the same): its own inner-step graph.
-            num_tasks = batch.num_tasks
-            count = max(1, round(self.cg_subsample * num_tasks))
-            draw = torch.Generator().manual_seed(self.num_steps)
-            chosen = torch.randperm(num_tasks, generator=draw)[:count].sort().values
-            sub = batch.select(chosen)
-            trace, fvp_mean, fvp_std = adapted_stats(policy, theta, sub, adaptation)
-            fvp_mask = sub.post.mask
-        else:
-            fvp_mean, fvp_std, fvp_mask = mean, std, post.mask
-        fvp = self._curvature_product(trace, fvp_mean, fvp_std, fvp_mask, params)
-        # Natural gradient x = F^-1 g; the update is -x scaled to the KL boundary.
-        x = conjugate_gradient(fvp, grad, self.cg_iters)
-        cg_end = time.perf_counter()
-        # Free the graphs before the line search.
-        del fvp, trace, mean, std, fvp_mean, fvp_std, log_probs, loss
-        # For CG iterates from 0, x^T F x = x^T g exactly: no extra product needed.
-        curvature = float(x @ grad)
-        check_finite("conjugate-gradient step", x)
         metrics = {
             "loss_before": loss_before,
             "loss_after": loss_before,
@@ -282,12 +259,16 @@ class TRPO:
             "ls_steps": 0.0,
             "step_fraction": 0.0,
             "grad_norm": float(grad.norm()),
-            "time_gradient_s": cg_start - start,
-            "time_cg_s": cg_end - cg_start,
-            "time_line_search_s": 0.0,
             "skipped": 0.0,
         }
-        self.num_steps += 1
+
+        # 2. The natural-gradient direction x = F^-1 g, scaled to the trust region's edge.
+        x = conjugate_gradient(
+            self._fvp(policy, theta, batch, adaptation, trace, mean, std), grad, self.cg_iters
+        )
+        check_finite("conjugate-gradient step", x)
+        del trace, mean, std, loss  # free the graphs before the line search
+        curvature = float(x @ grad)  # x^T F x = x^T g for CG iterates from 0
         if not curvature > 0:
             # A zero gradient or a non-positive curvature estimate: no step, said out loud.
             self.num_skipped += 1
@@ -301,13 +282,13 @@ class TRPO:
             return metrics
         step = -x * (2.0 * self.max_kl / curvature) ** 0.5
 
+        # 3. Backtracking line search: a lower loss within the KL bound, or no change.
         def evaluate() -> tuple[float, float]:
             with torch.no_grad():
-                _, mean, std = adapted_stats(policy, params_of(policy), batch, adaptation, True)
-                log_probs = gaussian_log_prob(mean, std, post.actions)
-                loss = outer_surrogate(log_probs, post.log_probs, batch.post_advantages, post.mask)
-                loss = loss.mean() + exploration_loss(policy, params_of(policy), batch, adaptation)
-                kl = mean_kl(old_mean, old_std, mean, std, post.mask)
+                now = params_of(policy)
+                _, mean, std = adapted_stats(policy, now, batch, adaptation, True)
+                loss = self._meta_loss(policy, now, batch, adaptation, mean, std)
+                kl = mean_kl(old_mean, old_std, mean, std, batch.post.mask)
             return float(loss), float(kl)
 
         result = backtracking_line_search(
@@ -320,10 +301,47 @@ class TRPO:
             self.ls_backtrack_ratio,
         )
         metrics["ls_steps"] = float(result.steps)
-        metrics["time_line_search_s"] = time.perf_counter() - cg_end
         if result.fraction is not None:
             metrics.update(loss_after=result.loss, kl=result.kl, step_fraction=result.fraction)
         return metrics
+
+    @staticmethod
+    def _meta_loss(
+        policy: nn.Module,
+        params: Params,
+        batch: MetaBatch,
+        adaptation: AdaptationSettings,
+        mean: Tensor,
+        std: Tensor,
+    ) -> Tensor:
+        """The post-adaptation surrogate (plus E-MAML's exploration term where it applies)."""
+        post = batch.post
+        log_probs = gaussian_log_prob(mean, std, post.actions)
+        loss = outer_surrogate(log_probs, post.log_probs, batch.post_advantages, post.mask).mean()
+        return loss + exploration_loss(policy, params, batch, adaptation)
+
+    def _fvp(
+        self,
+        policy: nn.Module,
+        theta: Params,
+        batch: MetaBatch,
+        adaptation: AdaptationSettings,
+        trace: Sequence[Params],
+        mean: Tensor,
+        std: Tensor,
+    ) -> Callable[[Tensor], Tensor]:
+        """``v -> F v`` on every task, or on a random share of them (``cg_subsample``): a
+        new draw every step, from the step counter, so a resumed run draws the same."""
+        mask = batch.post.mask
+        if self.cg_subsample < 1.0:
+            num_tasks = batch.num_tasks
+            count = max(1, round(self.cg_subsample * num_tasks))
+            draw = torch.Generator().manual_seed(self.num_steps - 1)
+            chosen = torch.randperm(num_tasks, generator=draw)[:count].sort().values
+            sub = batch.select(chosen)
+            trace, mean, std = adapted_stats(policy, theta, sub, adaptation)
+            mask = sub.post.mask
+        return self._curvature_product(trace, mean, std, mask, list(theta.values()))
 
     def _curvature_product(
         self,
