@@ -292,6 +292,9 @@ class AdaptationConfig(_Checked):
     """Inner gradient steps during meta-training."""
     first_order: bool = False
     """Drop second derivatives through the inner step (first-order MAML)."""
+    first_order_iterations: int = 0
+    """MAML++'s derivative-order annealing: first order for the first N iterations, then as
+    ``first_order`` says (Antoniou et al. 2019, section 4)."""
 
     @property
     def lrs(self) -> list[float]:
@@ -300,6 +303,7 @@ class AdaptationConfig(_Checked):
 
     def _check(self) -> None:
         _positive(self.steps, "steps")
+        _non_negative(self.first_order_iterations, "first_order_iterations")
         if isinstance(self.lr, list):
             if len(self.lr) != self.steps:
                 raise _err(

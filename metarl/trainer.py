@@ -227,8 +227,11 @@ class Trainer:
             tuple(pre_advantages) if several else pre_advantages[0],
             post_advantages,
         )
+        settings = self.adaptation
+        if iteration < c.adaptation.first_order_iterations:
+            settings = dataclasses.replace(settings, first_order=True)  # MAML++'s annealing
         try:
-            metrics = self.meta_optimizer.step(self.policy, batch, self.adaptation)
+            metrics = self.meta_optimizer.step(self.policy, batch, settings)
         except FloatingPointError as err:
             raise TrainingDiverged(self._diverged_message(iteration, str(err))) from err
         bad = [n for n, p in self.policy.named_parameters() if not torch.isfinite(p).all()]

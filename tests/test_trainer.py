@@ -368,3 +368,18 @@ def test_one_step_iteration_seeds_are_unchanged_by_the_multi_step_extension():
     rng3, pre3, post3 = iteration_seeds(3, 7, 3)
     assert pre1 == pre3[:1] and post1 == post3 and len(set(pre3)) == 3
     assert rng1.integers(1 << 30) == rng3.integers(1 << 30)
+
+
+def test_derivative_order_annealing_is_first_order_for_the_first_iterations(tmp_path, monkeypatch):
+    seen = []
+    adaptation = dataclasses.replace(tiny().adaptation, first_order_iterations=2)
+    trainer = Trainer(tiny(iterations=4, adaptation=adaptation), tmp_path / "run", progress=False)
+    real = trainer.meta_optimizer.step
+
+    def spy(policy, batch, settings):
+        seen.append(settings.first_order)
+        return real(policy, batch, settings)
+
+    monkeypatch.setattr(trainer.meta_optimizer, "step", spy)
+    trainer.train()
+    assert seen == [True, True, False, False]
