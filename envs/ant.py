@@ -145,12 +145,18 @@ class AntDirEnv(_Ant):
 class AntGoalEnv(_Ant):
     """Ant rewarded for reaching a goal position drawn uniformly from the disk of radius 3.
 
+    Observes the torso's x and y (107 values; option
+    ``exclude_current_positions_from_observation=True`` hides them).
+
     Reward (Finn et al. 2017; rllab ``ant_env_rand_goal.py``, as in pytorch-maml-rl
     ``AntPosEnv`` but without its +4 offset): ``-L1(torso_xy - goal) + 0.05 - ctrl -
     contact``.
     """
 
     task_fields = (TaskField("goal", "disk", high=3.0, dim=2),)
+    # A goal position is unreachable blind: the torso's x and y are observed (107 values),
+    # as rllab's ant_env_rand_goal.py and pytorch-maml-rl observe the full qpos.
+    exclude_current_positions_from_observation: ClassVar[bool] = False
 
     @classmethod
     def goal_term(cls, before, state, tasks):

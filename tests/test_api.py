@@ -29,7 +29,7 @@ def test_load_config_merges_values_and_names_bad_keys():
         env_kwargs={"exclude_current_positions_from_observation": False},
     )
     assert (config.seed, config.iterations, config.policy.hidden_sizes) == (3, 7, [64, 64])
-    assert config.policy.activation == "relu"  # the file's other policy keys stay
+    assert config.policy.activation == "tanh"  # the file's other policy keys stay
     assert config.env_kwargs == {"exclude_current_positions_from_observation": False}
     with pytest.raises(ConfigError, match=r"policy\.hidden_size"):
         metarl.load_config(CONFIGS / "halfcheetah-dir.yaml", policy={"hidden_size": [8]})

@@ -373,7 +373,7 @@ ANT_OPTIONS = {
         ("metarl/HalfCheetahDir-v0", {"exclude_current_positions_from_observation": False}),
         ("metarl/HalfCheetahVel-v0", {"ctrl_cost_weight": 0.1}),
         ("metarl/AntDir-v0", ANT_OPTIONS),
-        ("metarl/AntGoal-v0", {"exclude_current_positions_from_observation": False}),
+        ("metarl/AntGoal-v0", {"exclude_current_positions_from_observation": True}),
     ],
 )
 def test_options_reach_both_engines_alike(env_id, options):
@@ -403,10 +403,12 @@ def test_observation_with_positions():
     obs, _ = env.reset(seed=0)
     assert obs.shape == (18,) and env.observation_space.shape == (18,)
     assert obs[0] == pytest.approx(env.unwrapped.data.qpos[0])
-    ant = gym.make("metarl/AntGoal-v0", exclude_current_positions_from_observation=False)
+    ant = gym.make("metarl/AntGoal-v0")  # a goal task observes where the torso is
     obs, _ = ant.reset(seed=0)
     assert obs.shape == (107,)
     np.testing.assert_allclose(obs[:2], ant.unwrapped.data.qpos[:2])
+    blind = gym.make("metarl/AntGoal-v0", exclude_current_positions_from_observation=True)
+    assert blind.reset(seed=0)[0].shape == (105,)
 
 
 def test_ant_options_change_the_reward_parts_and_termination():
