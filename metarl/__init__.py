@@ -12,8 +12,9 @@ it, roll it out and render it:
 """
 
 import envs as _envs  # noqa: F401  (registers the metarl/* Gymnasium ids)
-from metarl.api import Adapted, Run, load_config, load_run, train
+from metarl.api import Adapted, Run, load_config, load_run
 from metarl.config import Config
+from metarl.trainer import train
 
 __version__ = "0.1.0"
 __all__ = ["Adapted", "Config", "Run", "__version__", "load_config", "load_run", "train"]

@@ -1,5 +1,8 @@
 """The Python API for the three uses: meta-train, adapt to a new task and roll out, render.
 
+``metarl.train`` is :func:`metarl.trainer.train` (the training loop's own module);
+the rest lives here.
+
 Everything here is built on the modules the command line uses (the trainer, the
 sampler, the adaptation path of evaluation, the renderer); nothing is
 implemented twice::
@@ -28,7 +31,7 @@ from metarl.episodes import Episodes
 from metarl.errors import InputError
 from metarl.policies import GaussianMLPPolicy, Params
 
-__all__ = ["Adapted", "Run", "load_config", "load_run", "train"]
+__all__ = ["Adapted", "Run", "load_config", "load_run"]
 
 
 def load_config(
@@ -59,29 +62,6 @@ def _dotted(key: str, value: Any) -> list[str]:
         return [item for k, v in value.items() for item in _dotted(f"{key}.{k}", v)]
     text = yaml.safe_dump(value, default_flow_style=True, width=10**9).strip()
     return [f"{key}={text.removesuffix('...').strip()}"]
-
-
-def train(
-    config: Config,
-    run_dir: str | os.PathLike[str] | None = None,
-    resume: bool = False,
-    progress: bool = True,
-) -> Path:
-    """Meta-train as ``config`` says; returns the run directory.
-
-    ``run_dir`` defaults to ``runs/<env name>-seed<S>-<time>``; an existing,
-    non-empty one needs ``resume=True`` (it is never overwritten).
-    """
-    import time
-
-    from metarl.trainer import Trainer
-
-    if run_dir is None:
-        if resume:
-            raise InputError("resume=True needs the run_dir of the run to continue")
-        name = config.env.split("/")[-1].lower()
-        run_dir = Path("runs") / f"{name}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return Trainer(config, run_dir, resume=resume, progress=progress).train()
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from metarl.checkpoint import (
 )
 from metarl.config import Config, ConfigError, save_config
 from metarl.episodes import Episodes
+from metarl.errors import InputError
 from metarl.meta_optimizers import make_meta_optimizer
 from metarl.objectives import MetaBatch
 from metarl.sampler import Sampler, make_sampler
@@ -55,6 +56,7 @@ __all__ = [
     "load_checkpoint",
     "load_policy",
     "make_policy",
+    "train",
 ]
 
 
@@ -421,6 +423,27 @@ def _check_memory(config: Config, obs_dim: int, act_dim: int) -> None:
             "available; lower tasks_per_batch, episodes_per_task or horizon",
             key="tasks_per_batch",
         )
+
+
+def train(
+    config: Config,
+    run_dir: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Meta-train as ``config`` says; returns the run directory.
+
+    ``run_dir`` defaults to ``runs/<env name>-seed<S>-<time>``; an existing,
+    non-empty one needs ``resume=True`` (it is never overwritten).
+    """
+    import time
+
+    if run_dir is None:
+        if resume:
+            raise InputError("resume=True needs the run_dir of the run to continue")
+        name = config.env.split("/")[-1].lower()
+        run_dir = Path("runs") / f"{name}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Trainer(config, run_dir, resume=resume, progress=progress).train()
 
 
 def _parses(row: list[str]) -> bool:

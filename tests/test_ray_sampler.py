@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_navigation_config
+from conftest import CONFIGS, tiny_navigation_config
 
 from metarl.config import SamplerConfig
 from metarl.errors import InputError
@@ -144,6 +144,15 @@ def test_training_with_ray_gives_the_batched_returns(local_ray, tmp_path):
     nav = tiny_navigation_config(iterations=20)
     ray_nav = dataclasses.replace(nav, sampler=SamplerConfig(kind="ray", workers=2))
     assert returns(ray_nav, "nav-ray") == returns(nav, "nav-batched")
+    # Three HalfCheetahVel iterations with the shipped config (a smaller meta-batch).
+    from metarl.config import load_config
+
+    cheetah = load_config(
+        CONFIGS / "halfcheetah-vel.yaml",
+        ["iterations=3", "tasks_per_batch=4", "episodes_per_task=3", "horizon=50"],
+    )
+    ray_cheetah = dataclasses.replace(cheetah, sampler=SamplerConfig(kind="ray", workers=2))
+    assert returns(ray_cheetah, "vel-ray") == returns(cheetah, "vel-batched")
 
 
 def test_ray_kind_without_ray_says_how_to_install(monkeypatch):
