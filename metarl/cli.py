@@ -264,7 +264,7 @@ def _render(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".mp4", ".gif"):
         raise UsageError(f"--out must end in .mp4 or .gif, got {out}")
     _check_run_dir(args.run_dir)
-    _check_counts(args, steps=0, tasks=1, width=1, height=1, fps=1, max_steps=1)
+    _check_counts(args, steps=0, tasks=1, width=1, height=1, fps=1, max_steps=1, stride=1)
     _check_writable(out)
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists; pass --force to overwrite it or choose another --out")
@@ -301,6 +301,7 @@ def _render(args: argparse.Namespace) -> int:
         max_steps=min(args.max_steps, config.horizon) if args.max_steps else config.horizon,
         deterministic=args.deterministic,
         env_kwargs=config.env_kwargs,
+        stride=args.stride,
     )
     print(f"wrote {path}")
     return 0
@@ -406,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--seed", type=int, default=1)
     render.add_argument("--out", default="video.mp4", help="video.mp4 or video.gif")
     render.add_argument("--force", action="store_true", help="overwrite an existing video")
+    render.add_argument(
+        "--stride", type=int, default=1, help="keep every Nth frame (a smaller GIF, same panel size)"
+    )
     render.add_argument("--width", type=int, default=480, help="of one panel, in pixels")
     render.add_argument("--height", type=int, default=360, help="of one panel, in pixels")
     render.add_argument("--fps", type=int, default=20)

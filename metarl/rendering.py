@@ -223,7 +223,7 @@ def _tile(frames: Sequence[Sequence[np.ndarray]], even: bool) -> np.ndarray:
     return grid
 
 
-def _writer(out: Path, fps: int):
+def _writer(out: Path, fps: float):
     import imageio.v2 as imageio
 
     if out.suffix.lower() == ".gif":
@@ -288,6 +288,7 @@ def render_adaptation(
     max_steps: int | None = None,
     deterministic: bool = False,
     env_kwargs: Mapping[str, Any] | None = None,
+    stride: int = 1,
 ) -> Path:
     """Render each task (rows) under each parameter set (columns) into one video.
 
@@ -321,6 +322,8 @@ def render_adaptation(
         max_steps: cap on the steps per episode.
         deterministic: act with the mean instead of sampling.
         env_kwargs: constructor keywords of the env (its options), as in training.
+        stride: keep every ``stride``-th frame (each shown ``stride`` times as long):
+            a small GIF at full panel size, rather than small panels.
 
     Returns:
         ``out`` as a Path.
@@ -344,6 +347,8 @@ def render_adaptation(
         raise InputError(f"max_steps must be positive, got {max_steps}")
     if fps <= 0 or min(size) <= 0:
         raise InputError(f"fps and size must be positive, got fps={fps}, size={size}")
+    if stride < 1:
+        raise InputError(f"stride must be at least 1, got {stride}")
     size = (int(size[0]), int(size[1]))
 
     # columns[c][k]: the parameters of task k in column c
@@ -362,15 +367,20 @@ def render_adaptation(
         out.parent.mkdir(parents=True, exist_ok=True)
         even = out.suffix.lower() == ".mp4"
         current = [[panel.frame() for panel in row] for row in panels]
-        with _writer(out, fps) as writer:
+        with _writer(out, fps / stride) as writer:
             writer.append_data(_tile(current, even))
+            frame = 0
             while not all(panel.done for panel in flat):
+                frame += 1
+                keep = frame % stride == 0
                 for r, row in enumerate(panels):
                     for c, panel in enumerate(row):
                         if not panel.done:
                             panel.step(policy, max_steps)
-                            current[r][c] = panel.frame()
-                writer.append_data(_tile(current, even))
+                            if keep or all(p.done for p in flat):
+                                current[r][c] = panel.frame()
+                if keep or all(panel.done for panel in flat):
+                    writer.append_data(_tile(current, even))
     finally:
         for row in panels:
             for panel in row:

@@ -166,3 +166,19 @@ def test_unknown_mujoco_gl(monkeypatch):
 def test_real_backend_works_here():
     # This sandbox renders headless through EGL; a failure here means videos cannot be made.
     assert ensure_gl_backend() in rendering.GL_BACKENDS
+
+
+def test_stride_keeps_every_nth_frame_and_the_last(tmp_path):
+    policy, params = _policy_and_params(2, 2)
+    out = render_adaptation(
+        "metarl/Navigation2D-v0", policy, params[:1], [{"goal": [0.1, 0.1]}],
+        out=tmp_path / "s.gif", size=(32, 32), max_steps=10, stride=3,
+    )  # fmt: skip
+    frames = imageio.mimread(out)
+    # The initial frame, then steps 3, 6, 9, and the last step (10).
+    assert len(frames) == 5
+    with pytest.raises(ValueError, match="stride"):
+        render_adaptation(
+            "metarl/Navigation2D-v0", policy, params[:1], [{"goal": [0.1, 0.1]}],
+            out=tmp_path / "t.gif", stride=0,
+        )  # fmt: skip
