@@ -408,7 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", default="video.mp4", help="video.mp4 or video.gif")
     render.add_argument("--force", action="store_true", help="overwrite an existing video")
     render.add_argument(
-        "--stride", type=int, default=1, help="keep every Nth frame (a smaller GIF, same panel size)"
+        "--stride",
+        type=int,
+        default=1,
+        help="keep every Nth frame (a smaller GIF, same panel size)",
     )
     render.add_argument("--width", type=int, default=480, help="of one panel, in pixels")
     render.add_argument("--height", type=int, default=360, help="of one panel, in pixels")
