@@ -73,11 +73,13 @@ def test_closing_leaves_no_ray_processes():
     assert _ray_children() == []
 
 
-def RaySamplerFactory(**kwargs):
+def RaySamplerFactory(episodes_per_task=3, horizon=40, **kwargs):
     from metarl.ray_sampler import RaySampler
 
     # A replacement imports torch and MuJoCo: allow it time on a loaded machine.
-    return RaySampler(CHEETAH, 4, 3, 40, workers=2, **{"timeout_s": 120, **kwargs})
+    return RaySampler(
+        CHEETAH, 4, episodes_per_task, horizon, workers=2, **{"timeout_s": 120, **kwargs}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +101,9 @@ def test_same_episodes_as_the_batched_sampler(local_ray):
 
 
 def _kill_during_sample(sampler, worker: int, policy, params, tasks, seed):
+    # The sample takes seconds (LONG's size); the kill lands half a second into it.
     pid = sampler.worker_pids()[worker]
-    timer = threading.Timer(0.2, os.kill, (pid, signal.SIGKILL))
+    timer = threading.Timer(0.5, os.kill, (pid, signal.SIGKILL))
     timer.start()
     try:
         return sampler.sample(policy, params, tasks, seed=seed)
@@ -108,12 +111,14 @@ def _kill_during_sample(sampler, worker: int, policy, params, tasks, seed):
         timer.cancel()
 
 
+LONG = {"episodes_per_task": 50, "horizon": 500}  # 100,000 steps: seconds per sample
+
+
 def test_a_worker_killed_mid_sample_is_replaced_and_the_episodes_are_unchanged(local_ray):
     policy, tasks, params = _problem()
-    with Sampler(CHEETAH, 4, 3, 40) as batched:
+    with Sampler(CHEETAH, 4, LONG["episodes_per_task"], LONG["horizon"]) as batched:
         expected = batched.sample(policy, params, tasks, seed=3)
-    # A long enough sample that the kill lands while it runs.
-    with RaySamplerFactory(max_restarts=2) as sampler:
+    with RaySamplerFactory(max_restarts=2, **LONG) as sampler:
         before = sampler.worker_pids()
         episodes = _kill_during_sample(sampler, 1, policy, params, tasks, seed=3)
         after = sampler.worker_pids()
@@ -123,7 +128,7 @@ def test_a_worker_killed_mid_sample_is_replaced_and_the_episodes_are_unchanged(l
 
 def test_with_restarts_disabled_a_death_raises_in_bounded_time(local_ray):
     policy, tasks, params = _problem()
-    with RaySamplerFactory(max_restarts=0) as sampler:
+    with RaySamplerFactory(max_restarts=0, **LONG) as sampler:
         start = time.monotonic()
         with pytest.raises(SamplerError, match=r"Ray worker 1 \(tasks 2\.\.3\) died"):
             _kill_during_sample(sampler, 1, policy, params, tasks, seed=3)
