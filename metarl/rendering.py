@@ -369,17 +369,19 @@ def render_adaptation(
         current = [[panel.frame() for panel in row] for row in panels]
         with _writer(out, fps / stride) as writer:
             writer.append_data(_tile(current, even))
-            frame = 0
+            frame, stale = 0, set()  # panels stepped since their frame was last drawn
             while not all(panel.done for panel in flat):
                 frame += 1
-                keep = frame % stride == 0
                 for r, row in enumerate(panels):
                     for c, panel in enumerate(row):
                         if not panel.done:
                             panel.step(policy, max_steps)
-                            if keep or all(p.done for p in flat):
-                                current[r][c] = panel.frame()
-                if keep or all(panel.done for panel in flat):
+                            stale.add((r, c))
+                # Every stride-th frame, and the last one, with every panel up to date.
+                if frame % stride == 0 or all(panel.done for panel in flat):
+                    for r, c in sorted(stale):
+                        current[r][c] = panels[r][c].frame()
+                    stale.clear()
                     writer.append_data(_tile(current, even))
     finally:
         for row in panels:

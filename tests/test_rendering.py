@@ -182,3 +182,22 @@ def test_stride_keeps_every_nth_frame_and_the_last(tmp_path):
             "metarl/Navigation2D-v0", policy, params[:1], [{"goal": [0.1, 0.1]}],
             out=tmp_path / "t.gif", stride=0,
         )  # fmt: skip
+
+
+def test_the_last_strided_frame_shows_every_panel_at_its_end(tmp_path, monkeypatch):
+    """Panels that end on a skipped frame are drawn at their end in the last frame."""
+    policy, params = _policy_and_params(2, 2)
+    drawn = []
+    real = rendering._Panel.frame
+
+    def frame(panel):
+        drawn.append(panel.steps)
+        return real(panel)
+
+    monkeypatch.setattr(rendering._Panel, "frame", frame)
+    render_adaptation(
+        "metarl/Navigation2D-v0", policy, params, [{"goal": [0.1, 0.1]}],
+        out=tmp_path / "s.gif", size=(32, 32), max_steps=10, stride=3,
+    )  # fmt: skip
+    # Two panels: drawn at t=0, then at steps 3, 6, 9 and both at the end, step 10.
+    assert drawn == [0, 0, 3, 3, 6, 6, 9, 9, 10, 10]
