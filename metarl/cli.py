@@ -184,7 +184,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     from metarl.evaluation import evaluate, markdown_table
 
     out = Path(args.out) if args.out else Path(args.run_dir) / "evaluation" / "results.json"
-    _check_run_dir(args.run_dir)
     _check_counts(args, tasks=1, episodes=1, steps=0)
     _check_writable(out)
     if out.exists() and not args.force:
@@ -233,11 +232,6 @@ def _check_writable(out: Path) -> None:
         raise UsageError(f"cannot write {out}: the directory {ancestor} is not writable")
 
 
-def _check_run_dir(run_dir: str) -> None:
-    if not Path(run_dir).is_dir():
-        raise UsageError(f"run directory {run_dir} does not exist; pass a training run's --run-dir")
-
-
 def _parse_task_json(text: str) -> dict:
     try:
         task = json.loads(text)
@@ -263,7 +257,6 @@ def _render(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".mp4", ".gif"):
         raise UsageError(f"--out must end in .mp4 or .gif, got {out}")
-    _check_run_dir(args.run_dir)
     _check_counts(args, steps=0, tasks=1, width=1, height=1, fps=1, max_steps=1, stride=1)
     _check_writable(out)
     if out.exists() and not args.force:

@@ -35,7 +35,7 @@ import torch
 from metarl.episodes import Episodes, concat_episodes
 from metarl.errors import InputError
 from metarl.policies import Params
-from metarl.sampler import Sampler, SamplerError, env_dims, env_tasks
+from metarl.sampler import Sampler, SamplerError, env_dims, env_tasks, stacked_over
 
 __all__ = ["RaySampler", "import_ray"]
 
@@ -199,18 +199,12 @@ class RaySampler:
     ) -> Episodes:
         """Episodes for every task, stacked ``[task, time, episode, ...]``, equal to the
         batched :class:`~metarl.sampler.Sampler`'s for the same arguments."""
-        from metarl.policies import stacked_tasks
-
         if not self._actors:
             raise SamplerError("this sampler is closed; create a new one")
         if len(tasks) != self.num_tasks:
             raise ValueError(f"expected {self.num_tasks} tasks, got {len(tasks)}")
         params = {k: v.detach() for k, v in (params or dict(policy.named_parameters())).items()}
-        count = stacked_tasks(policy, params)
-        if count is not None and count != self.num_tasks:
-            raise ValueError(
-                f"params are stacked over {count} tasks; this sampler has {self.num_tasks}"
-            )
+        stacked = stacked_over(policy, params, self.num_tasks)
         # Once per call: the policy and its parameters go to the object store.
         policy_ref = self._ray.put(policy)
         params_ref = self._ray.put(params)
@@ -219,7 +213,7 @@ class RaySampler:
         def launch(w: int) -> Any:
             lo, hi = self.blocks[w]
             return self._actors[w].sample.remote(
-                policy_ref, params_ref, count is not None, list(tasks[lo:hi]), seed, lo, total_rows
+                policy_ref, params_ref, stacked, list(tasks[lo:hi]), seed, lo, total_rows
             )
 
         pending = {launch(w): w for w in range(len(self._actors))}

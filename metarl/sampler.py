@@ -217,7 +217,7 @@ class Sampler:
         if len(tasks) != self.num_tasks:
             raise ValueError(f"expected {self.num_tasks} tasks, got {len(tasks)}")
         params = {k: v.detach() for k, v in (params or dict(policy.named_parameters())).items()}
-        if not self._is_stacked(policy, params):
+        if not stacked_over(policy, params, self.num_tasks):
             params = {name: p.expand(self.num_tasks, *p.shape) for name, p in params.items()}
         T, N = self.horizon, self.num_envs
         E = self.episodes_per_task
@@ -327,14 +327,6 @@ class Sampler:
                 ) from exc
         return env.step(actions)
 
-    def _is_stacked(self, policy: torch.nn.Module, params: Params) -> bool:
-        count = stacked_tasks(policy, params)
-        if count is not None and count != self.num_tasks:
-            raise ValueError(
-                f"params are stacked over {count} tasks; this sampler has {self.num_tasks}"
-            )
-        return count is not None
-
     def _check_finite(
         self, values: np.ndarray, alive: np.ndarray, what: str, rows: slice, tasks, t: int
     ) -> None:
@@ -378,6 +370,15 @@ class _Buffers:
             log_probs=per_task(self.log_probs),
             tasks=tuple(dict(t) for t in tasks),
         )
+
+
+def stacked_over(policy: torch.nn.Module, params: Params, num_tasks: int) -> bool:
+    """Whether ``params`` are stacked over the ``num_tasks`` tasks of a sampler (False: shared);
+    stacked over another number of tasks is a ValueError."""
+    count = stacked_tasks(policy, params)
+    if count is not None and count != num_tasks:
+        raise ValueError(f"params are stacked over {count} tasks; this sampler has {num_tasks}")
+    return count is not None
 
 
 @contextlib.contextmanager

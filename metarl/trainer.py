@@ -472,14 +472,11 @@ def _make_probe_env(env_id: str, env_kwargs: dict[str, Any] | None = None):
     import gymnasium as gym
 
     try:
-        probe = gym.make(env_id)
+        gym.spec(env_id)
     except gym.error.Error as err:
         raise ConfigError(f"is not a registered environment ({err})", key="env") from None
-    if not env_kwargs:
-        return probe
-    probe.close()
     try:
-        return gym.make(env_id, **env_kwargs)
+        return gym.make(env_id, **(env_kwargs or {}))
     except (TypeError, ValueError) as err:
         raise ConfigError(f"not accepted by {env_id}: {err}", key="env_kwargs") from None
 
