@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,7 +85,7 @@ VARIANTS: dict[str, list[str]] = {
     "std1-torch": OLD,
     "std1-xavier": [*OLD, "policy.init=xavier_uniform"],
     "scaled-torch": [*OLD, *SCALED],
-    "defaults": [],  # the shipped config as it is now
+    "defaults": [],  # the shipped config as it is now (= scaled-xavier-gn-sub25, see SAME)
 }
 
 
@@ -118,6 +119,31 @@ def block_means(path: Path, column: str) -> list[float]:
     return [sum(values[i * BLOCK : (i + 1) * BLOCK]) / BLOCK for i in range(full)]
 
 
+# Variants that are the same config under two names: their runs are seeds of one group.
+SAME = {"scaled-xavier-gn-sub25": "defaults"}
+
+
+def seed_means(rows: list[dict]) -> list[dict]:
+    """A mean row per group of seeds (run names that differ only in ``-seedS``; the
+    peer's seed-1 file has no suffix), over the blocks every seed of the group ran."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        name = re.sub(r"-seed\d+$", "", r["run"])
+        groups.setdefault(SAME.get(name, name), []).append(r)
+    means = []
+    for name, group in sorted(groups.items()):
+        if len(group) < 2:
+            continue
+        blocks = min(len(r["post"]) for r in group)
+        mean = {
+            key: [sum(r[key][i] for r in group) / len(group) for i in range(blocks)]
+            for key in ("post", "pre")
+        }
+        seeds = ", ".join(r["run"] for r in group)
+        means.append({"run": f"{name}: mean of {seeds}", **mean, "s_per_iteration": float("nan")})
+    return means
+
+
 def summarise() -> None:
     rows = []
     for path in sorted(RESULTS.glob("peer/*.csv")) + sorted(RESULTS.glob("*/progress.csv")):
@@ -137,6 +163,7 @@ def summarise() -> None:
                 "s_per_iteration": per_iteration,
             }
         )
+    rows += seed_means(rows)
     blocks = max((len(r["post"]) for r in rows), default=0)
     with (RESULTS / "summary.csv").open("w", newline="") as f:
         out = csv.writer(f)
