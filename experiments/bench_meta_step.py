@@ -128,12 +128,8 @@ def main() -> None:
 
         seconds = median_seconds(meta_step, args.repeats)
         last = runs[-1]
-        parts = ", ".join(
-            f"{name} {statistics.median(r[f'time_{name}_s'] for r in runs[1:]):.2f}"
-            for name in ("gradient", "cg", "line_search")
-        )
         print(
-            f"TRPO step, fvp={kind}: {seconds:.3f} s ({parts}); ls_steps {last['ls_steps']:.0f}, "
+            f"TRPO step, fvp={kind}: {seconds:.3f} s; ls_steps {last['ls_steps']:.0f}, "
             f"kl {last['kl']:.4f}, loss {last['loss_before']:.4f} -> {last['loss_after']:.4f}; "
             f"peak RSS so far {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GiB"
         )

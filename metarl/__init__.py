@@ -14,7 +14,17 @@ it, roll it out and render it:
 import envs as _envs  # noqa: F401  (registers the metarl/* Gymnasium ids)
 from metarl.api import Adapted, Run, load_config, load_run
 from metarl.config import Config
-from metarl.trainer import train
+
+
+def __getattr__(name: str):
+    # ``metarl.train`` is loaded on first use, so that importing metarl (to evaluate,
+    # render or load a run) does not import the training loop.
+    if name == "train":
+        from metarl.trainer import train
+
+        return train
+    raise AttributeError(f"module 'metarl' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 __all__ = ["Adapted", "Config", "Run", "__version__", "load_config", "load_run", "train"]

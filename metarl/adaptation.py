@@ -264,10 +264,7 @@ def adapt_steps(
             if not (graph and all(p.requires_grad for p in current.values())):
                 current = {n: p.detach().requires_grad_() for n, p in current.items()}
                 trace[-1] = current
-            log_probs = policy_log_probs(policy, current, step_episodes)
-            losses = surrogate(
-                log_probs, step_episodes.log_probs, step_advantages, step_episodes.mask
-            )
+            losses = inner_loss(policy, current, step_episodes, step_advantages, surrogate)
             # Task k's loss depends on copy k only: one backward gives every task's gradient.
             grads = torch.autograd.grad(
                 losses.sum(),

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import statistics
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 
 import envs
 
-__all__ = ["env_steps_per_second"]
+__all__ = [
+    "benchmark_iteration",
+    "benchmark_sampler",
+    "env_steps_per_second",
+    "raw_physics_steps_per_second",
+    "sampler_steps_per_second",
+]
 
 
 def env_steps_per_second(
@@ -217,3 +228,39 @@ def _best_raw(env_id: str, num_sims: int, horizon: int, seed: int, repeats: int)
         raw_physics_steps_per_second(env_id, num_sims, horizon, seed + r) for r in range(repeats)
     ]
     return None if rates[0] is None else max(rates)
+
+
+class IterationRunner(Protocol):
+    """What :func:`benchmark_iteration` needs of the training loop's ``Trainer``."""
+
+    def make_sampler(self) -> Any: ...
+
+    def iteration(self, sampler: Any, iteration: int) -> dict[str, float]: ...
+
+    def close(self) -> None: ...
+
+
+def benchmark_iteration(
+    make_trainer: Callable[[Path], IterationRunner], iterations: int = 3, warmup: int = 1
+) -> dict[str, float]:
+    """Median seconds of sampling, adaptation and meta-optimisation over ``iterations``
+    meta-iterations, after ``warmup`` more, of the trainer ``make_trainer(run_dir)`` builds.
+
+    The run directory is a temporary one, removed afterwards. The caller builds the
+    trainer, so that benchmarks do not depend on the training loop's module.
+    """
+    with tempfile.TemporaryDirectory(prefix="metarl-bench-") as tmp:
+        trainer = make_trainer(Path(tmp) / "run")
+        try:
+            with trainer.make_sampler() as sampler:
+                rows = [trainer.iteration(sampler, i) for i in range(warmup + iterations)]
+        finally:
+            trainer.close()
+    result = {
+        key: statistics.median(row[key] for row in rows[warmup:])
+        for key in ("sampling_s", "adaptation_s", "meta_optimization_s")
+    }
+    result["learning_over_sampling"] = (
+        result["adaptation_s"] + result["meta_optimization_s"]
+    ) / result["sampling_s"]
+    return result

@@ -154,12 +154,17 @@ def _print_summary(run_dir: Path) -> None:
 
 
 def _benchmark_iteration(args: argparse.Namespace) -> int:
+    from metarl.benchmarks import benchmark_iteration
     from metarl.config import load_config
-    from metarl.trainer import benchmark_iteration
+    from metarl.trainer import Trainer
 
     _check_counts(args, iterations=1, warmup=0)
     config = load_config(args.config, list(args.set))
-    result = benchmark_iteration(config, iterations=args.iterations, warmup=args.warmup)
+    result = benchmark_iteration(
+        lambda run_dir: Trainer(config, run_dir, progress=False),
+        iterations=args.iterations,
+        warmup=args.warmup,
+    )
     result["fvp"] = getattr(config.meta_optimizer, "fvp", None)
     result["meta_optimizer"] = config.meta_optimizer.name
     result["first_order"] = config.adaptation.first_order
@@ -203,6 +208,22 @@ def _check_counts(args: argparse.Namespace, **minimum: int) -> None:
         if value is not None and value < low:
             flag = "--" + name.replace("_", "-")
             raise UsageError(f"{flag} must be at least {low}, got {value}")
+
+
+def _yaml_mapping(text: str, flag: str) -> dict:
+    """A YAML mapping given on the command line, or a UsageError naming ``flag``."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        detail = " ".join(str(error).split())  # one line: YAML's own message spans several
+        raise UsageError(f"{flag} is not valid YAML: {detail}") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise UsageError(
+            f"{flag} must be a YAML mapping such as '{{batch_size: 256}}', got {text!r}"
+        )
+    return value
 
 
 def _check_env_id(env_id: str) -> None:
@@ -310,26 +331,30 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _baseline(args: argparse.Namespace) -> int:
     from metarl.config import load_config
-    from metarl.sb3 import train_oracle, train_pretrained
+    from metarl.plotting import plot_curve
+    from metarl.sb3 import curve_path, curve_summary, train_baseline
 
     config = load_config(args.config, list(args.set))
-    out = (
-        Path(args.out)
-        if args.out
-        else Path("baselines") / Path(args.config).stem / f"{args.kind}.zip"
-    )
+    name = "pretrained" if args.kind == "pretrain" else "oracle"
+    out = Path(args.out) if args.out else Path("baselines") / Path(args.config).stem / f"{name}.zip"
     if out.suffix != ".zip":
         raise UsageError(
             f"--out must end in .zip (what `evaluate --baselines` reads: pretrained.zip, "
             f"oracle.zip), got {out}"
         )
-    _check_counts(args, timesteps=1)
-    _check_writable(out)
+    if args.algo == "sac" and args.kind == "pretrain":
+        raise UsageError(
+            "--algo sac is for the oracle: the pretrained baseline is adapted by metarl's "
+            "policy-gradient step, so it must be a PPO Gaussian policy"
+        )
+    _check_counts(args, timesteps=1, n_envs=1)
+    algo_kwargs = _yaml_mapping(args.algo_kwargs, "--algo-kwargs")
+    for path in (out, curve_path(out), out.with_suffix(".png")):
+        _check_writable(path)
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists; pass --force to overwrite it or choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
-    train = train_pretrained if args.kind == "pretrain" else train_oracle
-    path = train(
+    path = train_baseline(
         config.env,
         args.timesteps,
         config.policy.hidden_sizes,
@@ -338,8 +363,21 @@ def _baseline(args: argparse.Namespace) -> int:
         config.seed,
         out,
         progress_bar=not args.no_progress,
+        observe_task=args.kind == "oracle",
+        algorithm=args.algo,
+        horizon=config.horizon,
+        env_kwargs=config.env_kwargs,
+        n_envs=args.n_envs,
+        algo_kwargs=algo_kwargs,
     )
-    print(f"wrote {path}")
+    curve = plot_curve(curve_path(path), path.with_suffix(".png"), title=f"{name}: {config.env}")
+    summary = curve_summary(curve_path(path))
+    print(f"wrote {path}, its learning curve {curve_path(path)} and {curve}")
+    print(
+        f"mean return of the last 10% of {summary['episodes']:.0f} episodes {summary['last']:.1f}, "
+        f"of the 10% before {summary['before']:.1f} ({100 * summary['change']:+.1f}%): "
+        + ("flat" if abs(summary["change"]) < 0.05 else "still changing; train longer")
+    )
     return 0
 
 
@@ -432,6 +470,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     base.add_argument("config", help="the YAML config of the meta-training run")
     base.add_argument("--timesteps", type=int, default=1_000_000)
+    base.add_argument(
+        "--algo",
+        choices=["ppo", "sac"],
+        default="ppo",
+        help="stable-baselines3 algorithm (sac: oracle only; stronger on MuJoCo locomotion)",
+    )
+    base.add_argument("--n-envs", type=int, default=8, help="sub-envs stepped together")
+    base.add_argument(
+        "--algo-kwargs",
+        default="{}",
+        metavar="YAML",
+        help="keyword arguments of SB3's PPO/SAC, e.g. '{gradient_steps: 2, batch_size: 512}'",
+    )
     base.add_argument(
         "--out", help="zip path (default baselines/<config>/pretrained.zip or oracle.zip)"
     )

@@ -53,11 +53,6 @@ class Episodes:
         return self.rewards.shape[-1]
 
     @property
-    def lengths(self) -> Tensor:
-        """Steps taken by each episode, ``[..., E]``."""
-        return self.mask.sum(dim=-2)
-
-    @property
     def episode_returns(self) -> Tensor:
         """Undiscounted return of each episode, ``[..., E]``."""
         return (self.rewards * self.mask).sum(dim=-2)

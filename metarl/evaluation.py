@@ -6,8 +6,8 @@ of it after, as the paper), and reports the mean return at each step with a 95%
 confidence interval across tasks, for the meta-trained policy and for the
 baselines: the same network untrained (``random``), a stable-baselines3 PPO
 policy pretrained on the whole distribution and adapted by the same steps
-(``pretrained``), and a PPO policy that observes the task (``oracle``, not
-adapted).
+(``pretrained``), and a PPO or SAC policy that observes the task (``oracle``, not
+adapted, acting with its mean action).
 """
 
 from __future__ import annotations
@@ -189,7 +189,17 @@ def evaluate(
     if "oracle" in baseline_paths:
         from metarl.sb3 import oracle_returns
 
-        returns = oracle_returns(baseline_paths["oracle"], config.env, tasks, episodes, seed)
+        # The oracle acts with its mean action (its strongest): a hard ceiling to close on.
+        returns = oracle_returns(
+            baseline_paths["oracle"],
+            config.env,
+            tasks,
+            episodes,
+            seed,
+            horizon=config.horizon,
+            env_kwargs=config.env_kwargs,
+            deterministic=True,
+        )
         results["baselines"]["oracle"] = {
             str(k): confidence_interval(returns) for k in range(steps + 1)
         }

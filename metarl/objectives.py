@@ -51,6 +51,7 @@ __all__ = [
     "exploration_surrogate",
     "gaussian_kl",
     "gaussian_log_prob",
+    "gaussian_log_prob_of_noise",
     "inner_surrogate",
     "lvc_surrogate",
     "magic_box",
@@ -74,7 +75,12 @@ def masked_task_mean(values: Tensor, mask: Tensor) -> Tensor:
 
 def gaussian_log_prob(mean: Tensor, std: Tensor, actions: Tensor) -> Tensor:
     """Log-density of a diagonal Gaussian, summed over the last (action) axis."""
-    z = (actions - mean) / std
+    return gaussian_log_prob_of_noise((actions - mean) / std, std)
+
+
+def gaussian_log_prob_of_noise(z: Tensor, std: Tensor) -> Tensor:
+    """Log-density of ``N(mean, std)`` at ``mean + std * z``, summed over the last axis: a
+    sampler that drew the noise ``z`` has its log-probability without dividing back."""
     return (-0.5 * z.square() - std.log() - _LOG_SQRT_2PI).sum(dim=-1)
 
 

@@ -187,3 +187,53 @@ def plot_runs(
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     return out
+
+
+def read_curve(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(env_steps, episode_return)`` per finished episode of an SB3 monitor CSV.
+
+    ``env_steps`` counts environment steps over all sub-envs up to each episode's end
+    (episodes in the order they finished), as ``metarl baseline`` writes them.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no learning curve at {path}")
+    with path.open(newline="") as f:
+        lines = f.read().splitlines()
+    rows = list(csv.DictReader(lines[1:]))  # line 1 is SB3's JSON header
+    if not lines or not lines[0].startswith("#") or (rows and not {"r", "l"} <= rows[0].keys()):
+        raise InputError(f"{path} is not an SB3 monitor file (a '#' header, then columns r, l)")
+    try:
+        returns = np.array([float(row["r"]) for row in rows])
+        lengths = np.array([int(row["l"]) for row in rows])
+    except (TypeError, ValueError) as error:
+        raise InputError(f"{path}: a row does not parse ({error})") from None
+    return np.cumsum(lengths), returns
+
+
+def plot_curve(
+    path: str | os.PathLike[str], out: str | os.PathLike[str], *, title: str | None = None
+) -> Path:
+    """Draw a baseline's learning curve: every episode's return (faint) and the mean of
+    each 1% of the episodes (solid) against environment steps."""
+    steps, returns = read_curve(path)
+    if len(returns) == 0:
+        raise InputError(f"{path} holds no finished episode")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.0, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.plot(steps, returns, ".", markersize=1, alpha=0.2, color="grey")
+    chunks = np.array_split(np.arange(len(returns)), min(100, len(returns)))
+    ax.plot([steps[c[-1]] for c in chunks], [returns[c].mean() for c in chunks], "-")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return")
+    ax.set_title(title or Path(path).name)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    return out

@@ -35,7 +35,14 @@ import torch
 from metarl.episodes import Episodes, concat_episodes
 from metarl.errors import InputError
 from metarl.policies import Params
-from metarl.sampler import Sampler, SamplerError, env_dims, env_tasks, stacked_over
+from metarl.sampler import (
+    BaseSampler,
+    Sampler,
+    SamplerError,
+    check_sample_call,
+    env_dims,
+    sampling_params,
+)
 
 __all__ = ["RaySampler", "import_ray"]
 
@@ -93,7 +100,7 @@ class _Worker:
         return self.sampler.sample(policy, mine, tasks, seed, block=(first_row, total_rows))
 
 
-class RaySampler:
+class RaySampler(BaseSampler):
     """Samples a meta-batch on ``workers`` Ray actors, each owning a contiguous block of tasks.
 
     Args:
@@ -164,12 +171,6 @@ class RaySampler:
         self.obs_dim, self.act_dim = env_dims(env_id, self.env_kwargs)
 
     # --- lifetime ---------------------------------------------------------------------------
-    def __enter__(self) -> RaySampler:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def close(self) -> None:
         """Kill the actors and stop the Ray instance this sampler started (idempotent)."""
         for actor in self._actors:
@@ -184,10 +185,6 @@ class RaySampler:
         """The process id of each worker (for monitoring, and for fault tests)."""
         return self._ray.get([actor.pid.remote() for actor in self._actors])
 
-    def sample_tasks(self, n: int, rng: np.random.Generator | None = None) -> list[dict[str, Any]]:
-        """Tasks from the env's distribution."""
-        return env_tasks(self.env_id, self.env_kwargs, n, rng)
-
     # --- sampling ---------------------------------------------------------------------------
     @torch.no_grad()
     def sample(
@@ -199,12 +196,8 @@ class RaySampler:
     ) -> Episodes:
         """Episodes for every task, stacked ``[task, time, episode, ...]``, equal to the
         batched :class:`~metarl.sampler.Sampler`'s for the same arguments."""
-        if not self._actors:
-            raise SamplerError("this sampler is closed; create a new one")
-        if len(tasks) != self.num_tasks:
-            raise ValueError(f"expected {self.num_tasks} tasks, got {len(tasks)}")
-        params = {k: v.detach() for k, v in (params or dict(policy.named_parameters())).items()}
-        stacked = stacked_over(policy, params, self.num_tasks)
+        check_sample_call(bool(self._actors), tasks, self.num_tasks)
+        params, stacked = sampling_params(policy, params, self.num_tasks)
         # Once per call: the policy and its parameters go to the object store.
         policy_ref = self._ray.put(policy)
         params_ref = self._ray.put(params)

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import math
 import multiprocessing
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -32,14 +31,24 @@ from torch import Tensor
 
 import envs
 from metarl.episodes import Episodes
+from metarl.objectives import gaussian_log_prob_of_noise
 from metarl.policies import Params, stacked_tasks
 
-__all__ = ["SAMPLER_KINDS", "NonFiniteError", "Sampler", "SamplerError", "make_sampler"]
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = [
+    "SAMPLER_KINDS",
+    "BaseSampler",
+    "NonFiniteError",
+    "Sampler",
+    "SamplerError",
+    "make_sampler",
+]
 
 SAMPLER_KINDS = ("batched", "sync", "async", "ray")
 """Every sampler kind a config may name: :class:`Sampler`'s three, and :class:`~metarl.ray_sampler.RaySampler`."""
 LOCAL_KINDS = SAMPLER_KINDS[:3]
-_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 class SamplerError(RuntimeError):
@@ -48,6 +57,30 @@ class SamplerError(RuntimeError):
 
 class NonFiniteError(FloatingPointError):
     """An environment returned a NaN or infinite observation or reward."""
+
+
+class BaseSampler:
+    """What every sampler kind shares: tasks from its env, and closing as a context manager
+    (``with make_sampler(...) as sampler:`` closes its workers on exit, error and Ctrl-C).
+
+    A kind adds ``sample(policy, params, tasks, seed) -> Episodes`` and ``close()``.
+    """
+
+    env_id: str
+    env_kwargs: dict[str, Any]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def sample_tasks(self, n: int, rng: np.random.Generator | None = None) -> list[dict[str, Any]]:
+        """Tasks from the env's distribution."""
+        return env_tasks(self.env_id, self.env_kwargs, n, rng)
 
 
 @dataclass
@@ -59,7 +92,7 @@ class _Group:
     tasks: slice  # task indices whose episodes these rows hold
 
 
-class Sampler:
+class Sampler(BaseSampler):
     """Collects ``episodes_per_task`` episodes of ``horizon`` steps for each of ``num_tasks`` tasks.
 
     Args:
@@ -153,12 +186,6 @@ class Sampler:
         self.action_high = np.asarray(space.high, dtype=np.float64).reshape(-1)
 
     # --- lifetime ---------------------------------------------------------------------------
-    def __enter__(self) -> Sampler:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def close(self) -> None:
         """Close every vector env and the physics thread (idempotent)."""
         for group in self._groups:
@@ -180,10 +207,6 @@ class Sampler:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-
-    def sample_tasks(self, n: int, rng: np.random.Generator | None = None) -> list[dict[str, Any]]:
-        """Tasks from the env's distribution."""
-        return env_tasks(self.env_id, self.env_kwargs, n, rng)
 
     # --- sampling ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -212,99 +235,22 @@ class Sampler:
                 worker's share): the env seeds and action noise are those of these rows
                 in the whole batch, so the blocks together equal one sampler's episodes.
         """
-        if not self._groups:
-            raise SamplerError("this sampler is closed; create a new one")
-        if len(tasks) != self.num_tasks:
-            raise ValueError(f"expected {self.num_tasks} tasks, got {len(tasks)}")
-        params = {k: v.detach() for k, v in (params or dict(policy.named_parameters())).items()}
-        if not stacked_over(policy, params, self.num_tasks):
+        check_sample_call(bool(self._groups), tasks, self.num_tasks)
+        params, stacked = sampling_params(policy, params, self.num_tasks)
+        if not stacked:
             params = {name: p.expand(self.num_tasks, *p.shape) for name, p in params.items()}
-        T, N = self.horizon, self.num_envs
         E = self.episodes_per_task
         for group in self._groups:
             lo, hi = group.tasks.start, group.tasks.stop
             group.env.set_attr("task", [tasks[k] for k in range(lo, hi) for _ in range(E)])
-
-        first, total = (0, N) if block is None else block
-        if not 0 <= first <= total - N:
-            raise ValueError(f"block {block} cannot hold this sampler's {N} rows")
+        first, total = (0, self.num_envs) if block is None else block
+        if not 0 <= first <= total - self.num_envs:
+            raise ValueError(f"block {block} cannot hold this sampler's {self.num_envs} rows")
         generator = torch.Generator().manual_seed(seed)
         # The whole batch's noise, of which these rows take their own (cheap: T x rows x act).
-        noise = torch.randn(T, total, self.act_dim, generator=generator)[:, first : first + N]
-        buf = _Buffers(T, N, self.obs_dim, self.act_dim)
-        alive = np.ones(N, dtype=bool)
-
-        def act(group: _Group, obs: np.ndarray, t: int) -> np.ndarray:
-            rows = group.rows
-            obs_t = torch.as_tensor(obs, dtype=torch.float32).reshape(-1, self.obs_dim)
-            self._check_finite(obs_t.numpy(), alive[rows], "observation", rows, tasks, t)
-            # Always per task (shared params as per-task views): a sub-env's action then
-            # comes from the same [E, obs] product whatever the grouping of tasks, so the
-            # episodes do not depend on the pipeline's split down to the last bit.
-            k = group.tasks
-            task_params = {name: p[k] for name, p in params.items()}
-            mean, std = torch.func.vmap(
-                lambda p, o: torch.func.functional_call(policy, p, (o,), {"stats": True})
-            )(task_params, obs_t.reshape(k.stop - k.start, E, self.obs_dim))
-            mean, std = mean.reshape(-1, self.act_dim), std.reshape(-1, self.act_dim)
-            eps = noise[t, rows]
-            action = mean + std * eps
-            # log N(a; mean, std) with a = mean + std * eps, summed over action dimensions.
-            log_prob = (-0.5 * eps.square() - std.log() - _LOG_SQRT_2PI).sum(-1)
-            buf.observations[t, rows] = obs_t.numpy()
-            buf.actions[t, rows] = action.numpy()
-            buf.log_probs[t, rows] = log_prob.numpy()
-            # The env gets the action clipped to its bounds; the episodes keep the
-            # sample, whose log-probability the objectives see (stable-baselines3's
-            # convention; rllab's `normalize` clips too).
-            return np.clip(action.numpy().astype(np.float64), self.action_low, self.action_high)
-
-        def record(group: _Group, t: int, result: tuple) -> np.ndarray:
-            obs, reward, terminated, _, _ = result
-            rows = group.rows
-            self._check_finite(reward, alive[rows], "reward", rows, tasks, t)
-            buf.mask[t, rows] = alive[rows]
-            buf.rewards[t, rows] = np.where(alive[rows], reward, 0.0)
-            alive[rows] &= ~np.asarray(terminated, dtype=bool)
-            return obs
-
-        threads = torch.get_num_threads()
-        if self._pool is not None:
-            # The physics pool owns the cores; one torch thread avoids fighting it.
-            torch.set_num_threads(1)
-        try:
-            observations = [
-                g.env.reset(seed=[seed + first + j for j in range(g.rows.start, g.rows.stop)])[0]
-                for g in self._groups
-            ]
-            actions = [act(g, o, 0) for g, o in zip(self._groups, observations, strict=True)]
-            if self._pool is None:
-                for t in range(T):
-                    for gi, group in enumerate(self._groups):
-                        obs = record(group, t, self._step(group, actions[gi]))
-                        if t + 1 < T:
-                            actions[gi] = act(group, obs, t + 1)
-            else:
-                self._pipelined(T, actions, act, record)
-        finally:
-            torch.set_num_threads(threads)
-        return buf.episodes(self.num_tasks, E, tasks)
-
-    def _pipelined(self, T: int, actions: list[np.ndarray], act, record) -> None:
-        """Step group ``g`` on the physics thread while the main thread serves the other group."""
-        groups, pool = self._groups, self._pool
-        assert pool is not None
-        pending = pool.submit(self._step, groups[0], actions[0])
-        for t in range(T):
-            for gi, group in enumerate(groups):
-                result = pending.result()
-                nxt = (gi + 1) % len(groups)
-                next_t = t + (gi + 1) // len(groups)
-                if next_t < T:
-                    pending = pool.submit(self._step, groups[nxt], actions[nxt])
-                obs = record(group, t, result)
-                if t + 1 < T:
-                    actions[gi] = act(group, obs, t + 1)
+        noise = torch.randn(self.horizon, total, self.act_dim, generator=generator)
+        rollout = _Rollout(self, policy, params, tasks, noise[:, first : first + self.num_envs])
+        return rollout.run(first_seed=seed + first)
 
     def _step(self, group: _Group, actions: np.ndarray) -> tuple:
         env = group.env
@@ -327,16 +273,120 @@ class Sampler:
                 ) from exc
         return env.step(actions)
 
-    def _check_finite(
-        self, values: np.ndarray, alive: np.ndarray, what: str, rows: slice, tasks, t: int
+
+class _Rollout:
+    """One :meth:`Sampler.sample` call: the per-task parameters, the action noise, the
+    buffers, and which sub-envs are still in their episode.
+
+    :meth:`act` turns a group's observations into actions, :meth:`record` stores what a
+    group's step returned, and :meth:`run` drives the groups through the horizon, in turn
+    or pipelined on the sampler's physics thread.
+    """
+
+    def __init__(
+        self,
+        sampler: Sampler,
+        policy: torch.nn.Module,
+        params: Params,
+        tasks: Sequence[dict[str, Any]],
+        noise: Tensor,
     ) -> None:
+        self.sampler, self.policy, self.params, self.tasks = sampler, policy, params, tasks
+        self.noise = noise  # [time, sub-env, action]
+        self.buffers = _Buffers(sampler.horizon, sampler.num_envs, sampler.obs_dim, sampler.act_dim)
+        self.alive = np.ones(sampler.num_envs, dtype=bool)
+
+    def run(self, first_seed: int) -> Episodes:
+        """Reset sub-env ``j`` with ``first_seed + j``, step every group to the horizon."""
+        s = self.sampler
+        threads = torch.get_num_threads()
+        if s._pool is not None:
+            # The physics pool owns the cores; one torch thread avoids fighting it.
+            torch.set_num_threads(1)
+        try:
+            observations = [
+                g.env.reset(seed=[first_seed + j for j in range(g.rows.start, g.rows.stop)])[0]
+                for g in s._groups
+            ]
+            actions = [self.act(g, o, 0) for g, o in zip(s._groups, observations, strict=True)]
+            if s._pool is None:
+                self._in_turn(actions)
+            else:
+                self._pipelined(actions)
+        finally:
+            torch.set_num_threads(threads)
+        return self.buffers.episodes(s.num_tasks, s.episodes_per_task, self.tasks)
+
+    def _in_turn(self, actions: list[np.ndarray | None]) -> None:
+        """Step the groups one after the other on this thread."""
+        s = self.sampler
+        for t in range(s.horizon):
+            for gi, group in enumerate(s._groups):
+                actions[gi] = self._next(group, t, s._step(group, actions[gi]))
+
+    def _pipelined(self, actions: list[np.ndarray | None]) -> None:
+        """Step group ``g`` on the physics thread while this thread serves the other group."""
+        s, pool = self.sampler, self.sampler._pool
+        groups = s._groups
+        assert pool is not None
+        pending = pool.submit(s._step, groups[0], actions[0])
+        for t in range(s.horizon):
+            for gi, group in enumerate(groups):
+                result = pending.result()
+                nxt = (gi + 1) % len(groups)
+                if t + (gi + 1) // len(groups) < s.horizon:
+                    pending = pool.submit(s._step, groups[nxt], actions[nxt])
+                actions[gi] = self._next(group, t, result)
+
+    def _next(self, group: _Group, t: int, result: tuple) -> np.ndarray | None:
+        """Record step ``t`` of ``group``; its actions for step ``t + 1`` (None after the last)."""
+        obs = self.record(group, t, result)
+        return self.act(group, obs, t + 1) if t + 1 < self.sampler.horizon else None
+
+    def act(self, group: _Group, obs: np.ndarray, t: int) -> np.ndarray:
+        """The group's actions at step ``t``, clipped to the action space; stores the step."""
+        s, rows, k = self.sampler, group.rows, group.tasks
+        obs_t = torch.as_tensor(obs, dtype=torch.float32).reshape(-1, s.obs_dim)
+        self._check_finite(obs_t.numpy(), group, "observation", t)
+        # Always per task (shared params as per-task views): a sub-env's action then
+        # comes from the same [E, obs] product whatever the grouping of tasks, so the
+        # episodes do not depend on the pipeline's split down to the last bit.
+        task_params = {name: p[k] for name, p in self.params.items()}
+        mean, std = torch.func.vmap(
+            lambda p, o: torch.func.functional_call(self.policy, p, (o,), {"stats": True})
+        )(task_params, obs_t.reshape(k.stop - k.start, s.episodes_per_task, s.obs_dim))
+        mean, std = mean.reshape(-1, s.act_dim), std.reshape(-1, s.act_dim)
+        eps = self.noise[t, rows]
+        action = mean + std * eps
+        buf = self.buffers
+        buf.observations[t, rows] = obs_t.numpy()
+        buf.actions[t, rows] = action.numpy()
+        buf.log_probs[t, rows] = gaussian_log_prob_of_noise(eps, std).numpy()
+        # The env gets the action clipped to its bounds; the episodes keep the
+        # sample, whose log-probability the objectives see (stable-baselines3's
+        # convention; rllab's `normalize` clips too).
+        return np.clip(action.numpy().astype(np.float64), s.action_low, s.action_high)
+
+    def record(self, group: _Group, t: int, result: tuple) -> np.ndarray:
+        """Store the rewards of the group's step ``t``; its next observations."""
+        obs, reward, terminated, _, _ = result
+        rows, alive = group.rows, self.alive
+        self._check_finite(reward, group, "reward", t)
+        self.buffers.mask[t, rows] = alive[rows]
+        self.buffers.rewards[t, rows] = np.where(alive[rows], reward, 0.0)
+        alive[rows] &= ~np.asarray(terminated, dtype=bool)
+        return obs
+
+    def _check_finite(self, values: np.ndarray, group: _Group, what: str, t: int) -> None:
+        alive = self.alive[group.rows]
         bad = ~np.isfinite(values).reshape(len(alive), -1).all(axis=1) & alive
         if bad.any():
-            j = rows.start + int(np.flatnonzero(bad)[0])
-            k = j // self.episodes_per_task
+            E = self.sampler.episodes_per_task
+            j = group.rows.start + int(np.flatnonzero(bad)[0])
+            k = j // E
             raise NonFiniteError(
-                f"non-finite {what} from sub-env {j} (task {k}: {tasks[k]}, episode "
-                f"{j % self.episodes_per_task}) at step {t} of {self.env_id}"
+                f"non-finite {what} from sub-env {j} (task {k}: {self.tasks[k]}, episode "
+                f"{j % E}) at step {t} of {self.sampler.env_id}"
             )
 
 
@@ -372,13 +422,25 @@ class _Buffers:
         )
 
 
-def stacked_over(policy: torch.nn.Module, params: Params, num_tasks: int) -> bool:
-    """Whether ``params`` are stacked over the ``num_tasks`` tasks of a sampler (False: shared);
+def check_sample_call(is_open: bool, tasks: Sequence[dict[str, Any]], num_tasks: int) -> None:
+    """What every sampler kind checks first: it is open, and it got one task per task slot."""
+    if not is_open:
+        raise SamplerError("this sampler is closed; create a new one")
+    if len(tasks) != num_tasks:
+        raise ValueError(f"expected {num_tasks} tasks, got {len(tasks)}")
+
+
+def sampling_params(
+    policy: torch.nn.Module, params: Params | None, num_tasks: int
+) -> tuple[Params, bool]:
+    """The detached parameters to sample with (``None``: the policy's own), and whether they
+    are stacked over the ``num_tasks`` tasks of a sampler (False: shared by all tasks);
     stacked over another number of tasks is a ValueError."""
+    params = {k: v.detach() for k, v in (params or dict(policy.named_parameters())).items()}
     count = stacked_tasks(policy, params)
     if count is not None and count != num_tasks:
         raise ValueError(f"params are stacked over {count} tasks; this sampler has {num_tasks}")
-    return count is not None
+    return params, count is not None
 
 
 @contextlib.contextmanager

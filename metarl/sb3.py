@@ -1,12 +1,16 @@
 """stable-baselines3 interop and the non-meta baselines that MAML is compared against.
 
-Two baselines of Finn et al. 2017 (section 5.3), trained with SB3's PPO:
+Two baselines of Finn et al. 2017 (section 5.3), trained with SB3 (:func:`train_baseline`):
 
 - *pretrained*: one policy trained on the whole task distribution, a new task
-  drawn at every episode and never observed (:class:`TaskResampleWrapper`);
+  drawn at every episode and never observed (:class:`~envs.wrappers.TaskResampleWrapper`);
   MAML's comparison fine-tunes it with the same inner step.
-- *oracle*: one policy that observes the task (:class:`TaskObservationWrapper`),
-  an upper bound on what adaptation can reach.
+- *oracle*: one PPO or SAC policy that observes the task
+  (:class:`~envs.wrappers.TaskObservationWrapper`), an upper bound on what adaptation can reach.
+
+Each writes its learning curve beside its zip (:func:`curve_path`, SB3's monitor CSV), so
+that a baseline can be shown to have been trained until its curve flattened
+(:func:`curve_summary`).
 
 :func:`to_sb3` and :func:`from_sb3` convert a :class:`GaussianMLPPolicy` to an
 SB3 ``PPO`` with an ``MlpPolicy`` of the same architecture and back; the two
@@ -28,25 +32,27 @@ import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import DiagGaussianDistribution
-from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from torch import nn
 
-import envs as _envs  # noqa: F401  (registers the metarl/* ids for gym.make)
+from envs.wrappers import BatchedTaskVecEnv, TaskObservationWrapper, TaskResampleWrapper
 from metarl.errors import InputError
+from metarl.plotting import read_curve
 from metarl.policies import ACTIVATIONS, GaussianMLPPolicy, Params
 
 __all__ = [
-    "BatchedTaskVecEnv",
-    "TaskObservationWrapper",
-    "TaskResampleWrapper",
+    "ALGORITHMS",
+    "curve_path",
+    "curve_summary",
     "from_sb3",
     "load_pretrained",
     "oracle_returns",
     "to_sb3",
+    "train_baseline",
     "train_oracle",
     "train_pretrained",
 ]
@@ -209,200 +215,6 @@ def from_sb3(model: PPO, action_scale: float = 1.0) -> GaussianMLPPolicy:
     return policy
 
 
-# --- task wrappers ---------------------------------------------------------------
-
-
-def _task_fields(env: gym.Env) -> tuple[Any, ...]:
-    fields = getattr(env.unwrapped, "task_fields", None)
-    if not fields or not hasattr(env.unwrapped, "sample_tasks"):
-        raise ValueError(
-            f"{env.unwrapped!r} is not a task distribution (no task_fields / sample_tasks)"
-        )
-    return tuple(fields)
-
-
-def _task_values(fields: Sequence[Any], task: Mapping[str, Any]) -> np.ndarray:
-    """The task's numbers in ``task_fields`` order, points flattened (``goal`` gives 2)."""
-    return np.concatenate([np.ravel(np.asarray(task[f.name], dtype=np.float64)) for f in fields])
-
-
-def _task_bounds(field: Any) -> tuple[np.ndarray, np.ndarray]:
-    if field.kind == "sign":
-        low, high = -1.0, 1.0
-    elif field.kind == "disk":
-        low, high = -field.high, field.high
-    else:
-        low, high = field.low, field.high
-    size = 1 if field.kind in ("uniform", "sign") else field.dim
-    return np.full(size, low), np.full(size, high)
-
-
-class TaskResampleWrapper(gym.Wrapper):
-    """Draws a new task from the env's own distribution at every ``reset``; the task stays hidden.
-
-    The task is set before the inner env resets, so the whole episode is
-    rewarded for it; ``info["task"]`` on reset names it (the observation does not).
-
-    Args:
-        env: an env whose ``unwrapped`` is a metarl task distribution.
-        rng: the generator tasks are drawn from (an int seeds a new one). Tasks
-            come only from it, so ``reset(seed=...)`` seeds the physics but not
-            the task sequence.
-    """
-
-    def __init__(self, env: gym.Env, rng: np.random.Generator | int | None = None) -> None:
-        super().__init__(env)
-        _task_fields(env)
-        self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[Any, dict[str, Any]]:
-        task = self.env.unwrapped.sample_tasks(1, rng=self.rng)[0]
-        self.env.unwrapped.task = task
-        obs, info = self.env.reset(seed=seed, options=options)
-        return obs, {**info, "task": task}
-
-
-class TaskObservationWrapper(gym.ObservationWrapper):
-    """Appends the current task's values to the observation (the oracle's input).
-
-    Values follow ``task_fields`` order, points flattened: Navigation2D gives
-    ``[x, y, goal_x, goal_y]``. The observation space gains the task's bounds
-    (``[-1, 1]`` for a direction, the box or disk bounds for a goal) and keeps
-    its dtype. The task is read at every observation, so a task changed before
-    ``reset`` (by :class:`TaskResampleWrapper` underneath, or by hand) is seen
-    from the first observation on.
-    """
-
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
-        self._fields = _task_fields(env)
-        space = env.observation_space
-        if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
-            raise ValueError(f"TaskObservationWrapper needs a flat Box observation, got {space!r}")
-        bounds = [_task_bounds(f) for f in self._fields]
-        low = np.concatenate([space.low, *(lo for lo, _ in bounds)]).astype(space.dtype)
-        high = np.concatenate([space.high, *(hi for _, hi in bounds)]).astype(space.dtype)
-        self.observation_space = gym.spaces.Box(low, high, dtype=space.dtype)
-
-    def observation(self, observation: np.ndarray) -> np.ndarray:
-        task = _task_values(self._fields, self.env.unwrapped.task)
-        return np.concatenate([observation, task]).astype(self.observation_space.dtype)
-
-
-class BatchedTaskVecEnv(VecEnv):
-    """A metarl family's batched engine as a stable-baselines3 ``VecEnv``, a new task per episode.
-
-    The sub-envs are stepped together by the family's batched engine (``mujoco.batch``
-    for MuJoCo; Gymnasium's ``SAME_STEP`` autoreset, which is SB3's convention). Each
-    sub-env draws a new task from the distribution for every episode, as
-    :class:`TaskResampleWrapper` does; with ``observe_task`` the task's values are
-    appended to the observation, as :class:`TaskObservationWrapper` does (the
-    oracle's input). Finished episodes report ``info["episode"]`` (return ``r``,
-    length ``l``) as SB3's ``Monitor`` would.
-
-    Args:
-        env_id: a metarl id with a batched engine.
-        num_envs: sub-envs.
-        seed: seeds the physics (sub-env ``i`` with ``seed + i``) and the task draws.
-        observe_task: append the task to the observation.
-        horizon: episode length (default: the registry's).
-        env_kwargs: the env's options.
-    """
-
-    def __init__(
-        self,
-        env_id: str,
-        num_envs: int,
-        seed: int,
-        observe_task: bool,
-        horizon: int | None = None,
-        env_kwargs: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.vec = gym.make_vec(
-            env_id,
-            num_envs=num_envs,
-            vectorization_mode="vector_entry_point",
-            autoreset_mode="same_step",
-            **({"max_episode_steps": horizon} if horizon is not None else {}),
-            **dict(env_kwargs or {}),
-        )
-        single = gym.make(env_id, **dict(env_kwargs or {}))
-        self.fields = _task_fields(single)
-        self.distribution = single.unwrapped
-        space = self.vec.single_observation_space
-        if observe_task:
-            space = TaskObservationWrapper(single).observation_space
-        super().__init__(num_envs, space, self.vec.single_action_space)
-        single.close()
-        self.observe_task, self.seed_value = observe_task, seed
-        self.rng = np.random.default_rng([seed, 0x7A5C])
-        self.tasks = self.distribution.sample_tasks(num_envs, self.rng)
-        self.vec.set_attr("task", self.tasks)
-        self.returns = np.zeros(num_envs)
-        self.lengths = np.zeros(num_envs, dtype=np.int64)
-        self._actions: np.ndarray | None = None
-
-    def _with_task(self, obs: np.ndarray, task: Mapping[str, Any]) -> np.ndarray:
-        if not self.observe_task:
-            return obs.astype(self.observation_space.dtype)
-        values = _task_values(self.fields, task)
-        return np.concatenate([obs, values]).astype(self.observation_space.dtype)
-
-    def _observations(self, obs: np.ndarray) -> np.ndarray:
-        return np.stack([self._with_task(o, t) for o, t in zip(obs, self.tasks, strict=True)])
-
-    def reset(self) -> np.ndarray:
-        seeds = [s if s is not None else self.seed_value + i for i, s in enumerate(self._seeds)]
-        obs, _ = self.vec.reset(seed=seeds)
-        self._reset_seeds()
-        self.returns[:], self.lengths[:] = 0.0, 0
-        return self._observations(obs)
-
-    def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions)
-
-    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
-        assert self._actions is not None, "step_async first"
-        obs, reward, terminated, truncated, info = self.vec.step(self._actions)
-        self.returns += reward
-        self.lengths += 1
-        done = terminated | truncated
-        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
-        ended = np.flatnonzero(done)
-        for i in ended:
-            infos[i] = {
-                "terminal_observation": self._with_task(info["final_obs"][i], self.tasks[i]),
-                "TimeLimit.truncated": bool(truncated[i] and not terminated[i]),
-                "episode": {"r": float(self.returns[i]), "l": int(self.lengths[i])},
-            }
-        if len(ended):
-            drawn = self.distribution.sample_tasks(len(ended), self.rng)
-            for i, task in zip(ended, drawn, strict=True):
-                self.tasks[i] = task
-            self.vec.set_attr("task", self.tasks)
-            self.returns[ended], self.lengths[ended] = 0.0, 0
-        return self._observations(obs), reward.astype(np.float32), done, infos
-
-    def close(self) -> None:
-        self.vec.close()
-
-    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-        if attr_name == "render_mode":
-            return [None] * len(self._get_indices(indices))
-        raise AttributeError(f"{type(self).__name__} has no attribute {attr_name!r} per sub-env")
-
-    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
-        raise AttributeError(f"{type(self).__name__} has no settable attribute {attr_name!r}")
-
-    def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list:
-        raise AttributeError(f"{type(self).__name__} has no per-sub-env method {method_name!r}")
-
-    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
-        return [False] * len(self._get_indices(indices))
-
-
 # --- training the baselines ------------------------------------------------------
 
 
@@ -435,68 +247,64 @@ def _progress(progress_bar: bool) -> tuple[bool, BaseCallback | None]:
     return True, None
 
 
-def _vec_env(env_id: str, n_envs: int, seed: int, observe_task: bool) -> VecEnv:
+ALGORITHMS = ("ppo", "sac")
+"""SB3 algorithms a baseline trains with; the pretrained baseline must be PPO (it is adapted)."""
+
+# SB3's SAC defaults with rl-baselines3-zoo's warm-up for MuJoCo locomotion
+# (rl-baselines3-zoo hyperparams/sac.yml: learning_starts 10000, 256x256 ReLU).
+SAC_DEFAULTS: dict[str, Any] = {"learning_starts": 10_000}
+
+
+def _vec_env(
+    env_id: str,
+    n_envs: int,
+    seed: int,
+    observe_task: bool,
+    horizon: int | None,
+    env_kwargs: Mapping[str, Any] | None,
+) -> VecEnv:
     """The training envs: the family's batched engine where it has one, else a ``DummyVecEnv``."""
     if gym.spec(env_id).vector_entry_point is not None:
-        return BatchedTaskVecEnv(env_id, n_envs, seed, observe_task)
+        return BatchedTaskVecEnv(env_id, n_envs, seed, observe_task, horizon, env_kwargs)
+    options = {**({"max_episode_steps": horizon} if horizon else {}), **dict(env_kwargs or {})}
 
     def make(rank: int):
         def thunk() -> gym.Env:
-            env: gym.Env = gym.make(env_id)
+            env: gym.Env = gym.make(env_id, **options)
             # Each sub-env its own task stream, reproducible from (seed, rank).
             env = TaskResampleWrapper(env, np.random.default_rng([seed, rank]))
             if observe_task:
                 env = TaskObservationWrapper(env)
-            return Monitor(env)
+            return env
 
         return thunk
 
     return DummyVecEnv([make(rank) for rank in range(n_envs)])
 
 
-def _train(
-    env_id: str,
-    total_timesteps: int,
-    hidden_sizes: Sequence[int],
-    activation: str,
-    init_std: float,
-    seed: int,
-    out_path: str | os.PathLike[str],
-    progress_bar: bool,
-    n_envs: int,
-    ppo_kwargs: Mapping[str, Any] | None,
-    observe_task: bool,
-) -> Path:
-    if total_timesteps <= 0 or n_envs <= 0:
-        raise InputError(
-            f"total_timesteps and n_envs must be positive, got {total_timesteps}, {n_envs}"
-        )
-    vec = _vec_env(env_id, n_envs, seed, observe_task)
-    # The actor starts from metarl's own initialisation, as a meta-trained policy does.
-    torch.manual_seed(seed)
-    policy = GaussianMLPPolicy(
-        _flat_dim(vec.observation_space, "the observation space"),
-        _flat_dim(vec.action_space, "the action space"),
-        hidden_sizes=hidden_sizes,
-        activation=activation,
-        init_std=init_std,
-    )
-    # SB3's default rollout of 2048 steps, split over the sub-envs.
-    kwargs = {"n_steps": max(2048 // n_envs, 1), "seed": seed, "verbose": 0, **(ppo_kwargs or {})}
-    model = to_sb3(policy, vec, **kwargs)
-    use_bar, callback = _progress(progress_bar)
-    model.learn(total_timesteps=total_timesteps, progress_bar=use_bar, callback=callback)
-    vec.close()
-
-    path = Path(out_path)
-    if path.suffix == "":
-        path = path.with_name(path.name + ".zip")  # what SB3's save writes anyway
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
-    return path
+def curve_path(path: str | os.PathLike[str]) -> Path:
+    """The learning curve written beside a baseline's zip: ``oracle.zip`` -> ``oracle.monitor.csv``."""
+    path = Path(path)
+    return path.with_name(path.stem + ".monitor.csv")
 
 
-def train_pretrained(
+def curve_summary(path: str | os.PathLike[str], share: float = 0.1) -> dict[str, float]:
+    """Whether a baseline's curve has flattened: mean return of the last ``share`` of its
+    episodes, of the ``share`` before, and the relative change between them."""
+    _, returns = read_curve(path)
+    n = max(int(len(returns) * share), 1)
+    if len(returns) < 2 * n:
+        raise InputError(f"{path}: {len(returns)} episodes are too few to tell a trend")
+    last, before = float(returns[-n:].mean()), float(returns[-2 * n : -n].mean())
+    return {
+        "episodes": float(len(returns)),
+        "last": last,
+        "before": before,
+        "change": (last - before) / max(abs(before), 1e-8),
+    }
+
+
+def train_baseline(
     env_id: str,
     total_timesteps: int,
     hidden_sizes: Sequence[int],
@@ -506,84 +314,128 @@ def train_pretrained(
     out_path: str | os.PathLike[str],
     progress_bar: bool = True,
     *,
+    observe_task: bool,
+    algorithm: str = "ppo",
+    horizon: int | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
     n_envs: int = 8,
-    ppo_kwargs: Mapping[str, Any] | None = None,
+    algo_kwargs: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Train one PPO policy on the whole task distribution (tasks hidden) and save it.
+    """Train one SB3 policy on the whole task distribution and save it: the *pretrained*
+    baseline (tasks hidden) or, with ``observe_task``, the *oracle*.
 
-    Every episode of every sub-env draws a new task (:class:`TaskResampleWrapper`).
-    The actor has metarl's architecture and initialisation, so
-    :func:`load_pretrained` gives a :class:`GaussianMLPPolicy` to adapt.
+    Every episode of every sub-env draws a new task (:class:`~envs.wrappers.TaskResampleWrapper`);
+    the oracle sees it appended to the observation (:class:`~envs.wrappers.TaskObservationWrapper`).
+    With PPO the actor has metarl's architecture and initialisation, so :func:`load_pretrained`
+    gives a :class:`GaussianMLPPolicy` to adapt. The oracle may use SAC instead (SB3's
+    ``MlpPolicy``, 256x256 ReLU; :data:`SAC_DEFAULTS`), which reaches stronger locomotion
+    policies in fewer steps; evaluate an oracle with :func:`oracle_returns`. The learning
+    curve (return and length of every finished episode) goes to :func:`curve_path`.
 
     Args:
         env_id: a metarl task-distribution id.
-        total_timesteps: environment steps of PPO (SB3 rounds up to whole rollouts).
-        hidden_sizes, activation, init_std: the policy architecture, as in ``PolicyConfig``.
-        seed: seeds the initialisation, PPO, the physics and the task draws.
+        total_timesteps: environment steps (SB3 rounds PPO up to whole rollouts).
+        hidden_sizes, activation, init_std: the PPO policy's architecture, as in ``PolicyConfig``.
+        seed: seeds the initialisation, the algorithm, the physics and the task draws.
         out_path: where the SB3 zip goes (``.zip`` appended when there is no suffix).
         progress_bar: show SB3's progress bar (a plain tqdm bar when ``rich`` is missing).
-        n_envs: sub-envs in SB3's ``DummyVecEnv``.
-        ppo_kwargs: ``PPO`` keyword arguments over the defaults (SB3's, with
-            ``n_steps = 2048 // n_envs``).
+        observe_task: train the oracle (the task observed) rather than the pretrained policy.
+        algorithm: one of :data:`ALGORITHMS`; ``sac`` only with ``observe_task``.
+        horizon: episode length (default: the registry's); pass the run's ``config.horizon``.
+        env_kwargs: the env's options; pass the run's ``config.env_kwargs``.
+        n_envs: sub-envs stepped together.
+        algo_kwargs: keyword arguments of ``PPO`` / ``SAC`` over the defaults (PPO: SB3's,
+            with ``n_steps = 2048 // n_envs``; SAC: :data:`SAC_DEFAULTS`).
 
     Returns:
         The path written.
     """
-    return _train(
-        env_id,
-        total_timesteps,
-        hidden_sizes,
-        activation,
-        init_std,
-        seed,
-        out_path,
-        progress_bar,
-        n_envs,
-        ppo_kwargs,
-        observe_task=False,
-    )
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    if total_timesteps <= 0 or n_envs <= 0:
+        raise InputError(
+            f"total_timesteps and n_envs must be positive, got {total_timesteps}, {n_envs}"
+        )
+    if algorithm not in ALGORITHMS:
+        raise InputError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    if algorithm == "sac" and not observe_task:
+        raise InputError(
+            "the pretrained baseline is adapted by metarl's policy-gradient step, so it must be "
+            "a PPO Gaussian policy; use algorithm 'ppo' (SAC is for the oracle)"
+        )
+    path = Path(out_path)
+    if path.suffix == "":
+        path = path.with_name(path.name + ".zip")  # what SB3's save writes anyway
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The curve is written under a temporary name and moved beside the zip once the model
+    # is saved: a failed or interrupted training leaves an earlier curve as it was.
+    partial = curve_path(path.with_name(f".{path.stem}.partial.zip"))
+    vec = _vec_env(env_id, n_envs, seed, observe_task, horizon, env_kwargs)
+    vec = VecMonitor(vec, str(partial).removesuffix(".monitor.csv"))
+    try:
+        if algorithm == "sac":
+            kwargs = {**SAC_DEFAULTS, "seed": seed, "verbose": 0, **(algo_kwargs or {})}
+            model = _construct(SAC, "MlpPolicy", vec, device="cpu", **kwargs)
+        else:
+            # The actor starts from metarl's own initialisation, as a meta-trained policy does.
+            torch.manual_seed(seed)
+            policy = GaussianMLPPolicy(
+                _flat_dim(vec.observation_space, "the observation space"),
+                _flat_dim(vec.action_space, "the action space"),
+                hidden_sizes=hidden_sizes,
+                activation=activation,
+                init_std=init_std,
+            )
+            # SB3's default rollout of 2048 steps, split over the sub-envs.
+            kwargs = {"n_steps": max(2048 // n_envs, 1), "seed": seed, "verbose": 0}
+            model = _construct(to_sb3, policy, vec, **{**kwargs, **(algo_kwargs or {})})
+        use_bar, callback = _progress(progress_bar)
+        model.learn(total_timesteps=total_timesteps, progress_bar=use_bar, callback=callback)
+        vec.close()
+        model.save(path)
+        os.replace(partial, curve_path(path))
+    finally:
+        vec.close()
+        partial.unlink(missing_ok=True)
+    return path
 
 
-def train_oracle(
-    env_id: str,
-    total_timesteps: int,
-    hidden_sizes: Sequence[int],
-    activation: str,
-    init_std: float,
-    seed: int,
-    out_path: str | os.PathLike[str],
-    progress_bar: bool = True,
-    *,
-    n_envs: int = 8,
-    ppo_kwargs: Mapping[str, Any] | None = None,
-) -> Path:
-    """Train the oracle: PPO that observes the task (:class:`TaskObservationWrapper`), tasks resampled every episode.
-
-    Arguments and return value as :func:`train_pretrained`; evaluate the result
-    with :func:`oracle_returns`.
-    """
-    return _train(
-        env_id,
-        total_timesteps,
-        hidden_sizes,
-        activation,
-        init_std,
-        seed,
-        out_path,
-        progress_bar,
-        n_envs,
-        ppo_kwargs,
-        observe_task=True,
-    )
+def _construct(make: Any, *args: Any, **kwargs: Any) -> BaseAlgorithm:
+    """``make(*args, **kwargs)``, a keyword SB3 does not take reported as the user's error."""
+    try:
+        return make(*args, **kwargs)
+    except TypeError as error:
+        if "unexpected keyword argument" not in str(error):
+            raise
+        raise InputError(f"algo_kwargs: {error}; see the SB3 algorithm's documentation") from None
 
 
-def _load(path: str | os.PathLike[str]) -> PPO:
+def train_pretrained(*args: Any, **kwargs: Any) -> Path:
+    """The *pretrained* baseline: :func:`train_baseline` with the task hidden (same arguments)."""
+    return train_baseline(*args, observe_task=False, **kwargs)
+
+
+def train_oracle(*args: Any, **kwargs: Any) -> Path:
+    """The *oracle*: :func:`train_baseline` with the task observed (same arguments)."""
+    return train_baseline(*args, observe_task=True, **kwargs)
+
+
+def _load(path: str | os.PathLike[str]) -> BaseAlgorithm:
+    """The SB3 model in a zip saved by :func:`train_baseline`: PPO or SAC, told by its policy."""
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.save_util import load_from_zip_file
+    from stable_baselines3.sac.policies import SACPolicy
+
     path = Path(path)
     if not path.exists() and path.with_name(path.name + ".zip").exists():
         path = path.with_name(path.name + ".zip")
     if not path.is_file():
         raise FileNotFoundError(f"no saved SB3 model at {path}")
-    return PPO.load(path, device="cpu")
+    data, _, _ = load_from_zip_file(path, load_data=True, device="cpu", print_system_info=False)
+    policy_class = data.get("policy_class") if data else None
+    is_sac = isinstance(policy_class, type) and issubclass(policy_class, SACPolicy)
+    return (SAC if is_sac else PPO).load(path, device="cpu")
 
 
 def load_pretrained(path: str | os.PathLike[str], action_scale: float = 1.0) -> GaussianMLPPolicy:
@@ -591,7 +443,13 @@ def load_pretrained(path: str | os.PathLike[str], action_scale: float = 1.0) -> 
 
     ``action_scale``: the parameterisation to load it in (see :func:`from_sb3`).
     """
-    return from_sb3(_load(path), action_scale)
+    model = _load(path)
+    if not isinstance(model, PPO):
+        raise InputError(
+            f"{path} holds a {type(model).__name__} model; the pretrained baseline must be a "
+            "PPO Gaussian policy (train it with `metarl baseline pretrain`)"
+        )
+    return from_sb3(model, action_scale)
 
 
 def oracle_returns(
@@ -601,6 +459,8 @@ def oracle_returns(
     episodes: int,
     seed: int,
     *,
+    horizon: int | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
     deterministic: bool = False,
 ) -> list[float]:
     """Mean undiscounted return per task of the oracle saved by :func:`train_oracle`.
@@ -611,12 +471,15 @@ def oracle_returns(
     training. Episode ``k`` of every task starts from ``reset(seed=seed + k)``
     and the action noise from ``torch.manual_seed(seed)`` per task, so tasks are
     compared on the same random numbers; the global torch RNG is left untouched.
-    An episode runs to termination or the env's registered horizon.
+    An episode runs to termination or ``horizon`` (default: the env's registered one),
+    on the env made with ``env_kwargs``: pass the run's ``config.horizon`` and
+    ``config.env_kwargs`` so the oracle is scored on the tasks metarl is.
     """
     if episodes <= 0:
         raise InputError(f"episodes must be positive, got {episodes}")
     model = _load(path)
-    env_list = [TaskObservationWrapper(gym.make(env_id)) for _ in range(episodes)]
+    options = {**({"max_episode_steps": horizon} if horizon else {}), **dict(env_kwargs or {})}
+    env_list = [TaskObservationWrapper(gym.make(env_id, **options)) for _ in range(episodes)]
     if env_list[0].observation_space.shape != model.observation_space.shape:
         raise InputError(
             f"{path}: the model observes {model.observation_space.shape}, but {env_id} with its "

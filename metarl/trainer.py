@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
-import statistics
 import time
 import warnings
 from collections.abc import Callable
@@ -159,7 +158,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         try:
-            with self._make_sampler() as sampler:
+            with self.make_sampler() as sampler:
                 for iteration in range(self.start_iteration, c.iterations):
                     row = self.iteration(sampler, iteration)
                     self._log(row, writer)
@@ -253,7 +252,7 @@ class Trainer:
             **{f"return_step{k}": mean_return(e) for k, e in enumerate(pres[1:], start=1)},
             "env_steps": self.env_steps,
             "time_s": round(self.elapsed_s, 3),
-            **{k: float(v) for k, v in metrics.items() if not k.startswith("time_")},
+            **{k: float(v) for k, v in metrics.items()},
             "sampling_s": sampling_s,
             "adaptation_s": adaptation_s,
             "meta_optimization_s": meta_optimization_s,
@@ -384,7 +383,8 @@ class Trainer:
             "adaptation.lr or meta_optimizer.max_kl (or the PPO lr) and resume or restart."
         )
 
-    def _make_sampler(self) -> Sampler:
+    def make_sampler(self) -> Sampler:
+        """The sampler the config describes (a context manager; the caller closes it)."""
         c = self.config
         return make_sampler(
             c.env, c.tasks_per_batch, c.episodes_per_task, c.horizon, c.sampler, c.env_kwargs
@@ -479,28 +479,3 @@ def _make_probe_env(env_id: str, env_kwargs: dict[str, Any] | None = None):
         return gym.make(env_id, **(env_kwargs or {}))
     except (TypeError, ValueError) as err:
         raise ConfigError(f"not accepted by {env_id}: {err}", key="env_kwargs") from None
-
-
-def benchmark_iteration(config: Config, iterations: int = 3, warmup: int = 1) -> dict[str, float]:
-    """Median seconds of sampling, adaptation and meta-optimisation over ``iterations``.
-
-    Runs in a temporary run directory that is removed afterwards.
-    """
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="metarl-bench-") as tmp:
-        trainer = Trainer(config, Path(tmp) / "run", progress=False)
-        rows = []
-        with trainer._make_sampler() as sampler:
-            for i in range(warmup + iterations):
-                row = trainer.iteration(sampler, i)
-                if i >= warmup:
-                    rows.append(row)
-    result = {
-        key: statistics.median(r[key] for r in rows)
-        for key in ("sampling_s", "adaptation_s", "meta_optimization_s")
-    }
-    result["learning_over_sampling"] = (
-        result["adaptation_s"] + result["meta_optimization_s"]
-    ) / result["sampling_s"]
-    return result

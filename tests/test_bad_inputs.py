@@ -111,6 +111,29 @@ def test_baseline_zero_timesteps(capsys, tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--algo-kwargs", "[1]"], "--algo-kwargs must be a YAML mapping"),
+        (["--algo-kwargs", "{a: [}"], "--algo-kwargs is not valid YAML"),
+        (["--algo-kwargs", "{bogus: 1}"], "bogus"),
+        (["--n-envs", "0"], "--n-envs"),
+    ],
+)
+def test_baseline_bad_algorithm_arguments(capsys, tmp_path, extra, message):
+    out = tmp_path / "o.zip"
+    _refused(
+        ["baseline", "oracle", NAV, "--out", str(out), "--timesteps", "64", *extra], capsys, message
+    )
+    assert not out.exists()
+
+
+def test_baseline_sac_is_for_the_oracle(capsys, tmp_path):
+    out = tmp_path / "p.zip"
+    _refused(["baseline", "pretrain", NAV, "--out", str(out), "--algo", "sac"], capsys, "oracle")
+    assert not out.exists()
+
+
 def test_setting_one_task_on_a_vector_env_is_refused():
     vec = gym.make_vec(
         "metarl/HalfCheetahDir-v0", num_envs=2, vectorization_mode="vector_entry_point"

@@ -30,17 +30,71 @@ def test_check_env(env_id):
     check_env(gym.make(env_id).unwrapped, skip_render_check=True)
 
 
+# Each family's reward parts as its docstring writes them (the MAML paper's rllab costs),
+# computed here from the state: qpos before and after the step, the contact forces after
+# it, the action, the env step read from the model and the task.
+CHEETAH_CTRL_WEIGHT = 0.05
+ANT_CTRL_WEIGHT, ANT_CONTACT_WEIGHT, ANT_SURVIVE = 0.005, 5e-4, 0.05
+
+
+def _expected_parts(env_id, s, action, dt, task):
+    a = action.astype(np.float64)
+    if "Navigation" in env_id:
+        return {"reward_distance": -np.hypot(*(s["after"] - task["goal"]))}
+    vx = (s["after"][0] - s["before"][0]) / dt
+    if "HalfCheetah" in env_id:
+        forward = -abs(vx - task["velocity"]) if "Vel" in env_id else task["direction"] * vx
+        return {"reward_forward": forward, "reward_ctrl": -CHEETAH_CTRL_WEIGHT * np.dot(a, a)}
+    if "Vel" in env_id:
+        forward = -abs(vx - task["velocity"]) + 1.0
+    elif "Dir" in env_id:
+        forward = task["direction"] * vx
+    else:
+        forward = -np.abs(s["after"][:2] - task["goal"]).sum()
+    return {
+        "reward_forward": forward,
+        "reward_ctrl": -ANT_CTRL_WEIGHT * np.dot(a, a),
+        "reward_contact": -ANT_CONTACT_WEIGHT * np.sum(np.clip(s["cfrc"], -1, 1) ** 2),
+        "reward_survive": ANT_SURVIVE,
+    }
+
+
 @pytest.mark.parametrize("env_id", envs.ENV_IDS)
-def test_reward_is_sum_of_info_parts(env_id):
+def test_each_reward_part_matches_its_own_formula(env_id):
+    """Every part in ``info`` against its own formula, and the reward against their sum.
+
+    The Ant starts in the air, where the contact cost is zero: it is stepped until its
+    legs touch the ground, and the contact part must have been non-zero and checked.
+    """
     env = make(env_id)
-    env.reset(seed=0)
-    for _ in range(20):
-        _, reward, terminated, _, info = env.step(env.action_space.sample())
-        parts = [v for k, v in info.items() if k.startswith("reward_")]
-        assert parts, "the info must carry the reward parts"
-        assert reward == pytest.approx(sum(parts), abs=1e-12)
+    u = env.unwrapped
+    task = u.sample_tasks(1, np.random.default_rng(2))[0]
+    u.task = task
+    env.reset(seed=5)
+    mujoco_env = hasattr(u, "model")
+    dt = float(u.model.opt.timestep) * u.frame_skip if mujoco_env else None
+    rng = np.random.default_rng(0)
+    contact_steps = 0
+    for t in range(30):
+        action = rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+        if mujoco_env:
+            before = u.data.qpos.copy()
+            _, reward, terminated, _, info = env.step(action)
+            s = {"before": before, "after": u.data.qpos.copy(), "cfrc": u.data.cfrc_ext.copy()}
+        else:
+            _, reward, terminated, _, info = env.step(action)
+            s = {"after": u._position[0].copy()}
+        expected = _expected_parts(env_id, s, action, dt, task)
+        parts = {k: v for k, v in info.items() if k.startswith("reward_")}
+        assert parts.keys() == expected.keys(), f"step {t}"
+        for name, value in expected.items():
+            assert parts[name] == pytest.approx(value, rel=1e-9, abs=1e-12), f"{name}, step {t}"
+        assert reward == pytest.approx(sum(expected.values()), rel=1e-9, abs=1e-12)
+        contact_steps += int(parts.get("reward_contact", 0.0) != 0.0)
         if terminated:
             break
+    if "Ant" in env_id:
+        assert contact_steps > 0, "the Ant must touch the ground within the checked steps"
 
 
 def _step_from_state(env_id, task, action):

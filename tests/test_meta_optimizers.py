@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -17,7 +19,7 @@ from metarl.meta_optimizers import (
     hessian_vector_product,
     make_meta_optimizer,
 )
-from metarl.meta_optimizers.optim import flat
+from metarl.meta_optimizers.optim import flat, unflat
 from metarl.meta_optimizers.trpo import adapted_fisher_fvp, exact_fvp, gauss_newton_fvp, mean_kl
 from metarl.objectives import OBJECTIVES, MetaBatch
 from metarl.policies import GaussianMLPPolicy, params_of
@@ -259,12 +261,112 @@ def test_ppo_step_changes_params_and_lowers_the_clipped_surrogate(objective):
     assert metrics["kl"] > 0 and metrics["inner_kl"] > 0
 
 
-def test_trpo_respects_first_order_and_multi_step_adaptation():
+def _trpo_meta_gradient(monkeypatch, policy, batch, adaptation, **settings) -> torch.Tensor:
+    """The meta-gradient TRPO.step computes: the right-hand side it hands to CG.
+
+    ``policy`` is left unchanged: the step runs on a copy.
+    """
+    import metarl.meta_optimizers.trpo as trpo_module
+
+    seen = []
+    real = trpo_module.conjugate_gradient
+
+    def spy(fvp, b, *args, **kwargs):
+        seen.append(b.detach().clone())
+        return real(fvp, b, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(trpo_module, "conjugate_gradient", spy)
+        metrics = TRPO(**settings).step(copy.deepcopy(policy), batch, adaptation)
+    (grad,) = seen
+    assert metrics["grad_norm"] == pytest.approx(grad.norm().item(), rel=1e-12)
+    return grad
+
+
+def _by_hand_meta_gradient(policy, batch: MetaBatch, lrs, first_order: bool) -> torch.Tensor:
+    """The MAML meta-gradient written out: REINFORCE steps from theta on each step's episodes,
+    the inner gradient detached in the update when first-order, TRPO's surrogate at phi."""
+    theta = params_of(policy)
+    pres, advs = batch.pre_list, batch.pre_advantages_list
+    if len(pres) == 1:  # one batch that every step reuses
+        pres, advs = pres * len(lrs), advs * len(lrs)
+    current = {n: p.expand(batch.num_tasks, *p.shape) for n, p in theta.items()}
+    for lr, pre, adv in zip(lrs, pres, advs, strict=True):
+        mean, std = policy_stats(policy, current, pre.observations)
+        log_probs = torch.distributions.Normal(mean, std).log_prob(pre.actions).sum(-1)
+        losses = -(log_probs * adv * pre.mask).sum((-2, -1)) / pre.mask.sum((-2, -1))
+        grads = torch.autograd.grad(losses.sum(), list(current.values()), create_graph=True)
+        if first_order:
+            grads = [g.detach() for g in grads]
+        current = {n: p - lr * g for (n, p), g in zip(current.items(), grads, strict=True)}
+    post = batch.post
+    mean, std = policy_stats(policy, current, post.observations)
+    log_probs = torch.distributions.Normal(mean, std).log_prob(post.actions).sum(-1)
+    ratio = torch.exp((log_probs - post.log_probs) * post.mask)
+    per_task = -(ratio * batch.post_advantages * post.mask).sum((-2, -1)) / post.mask.sum((-2, -1))
+    return flat(list(torch.autograd.grad(per_task.mean(), list(theta.values()))))
+
+
+def test_trpo_meta_gradient_is_first_order_over_both_steps(monkeypatch):
+    """first_order and steps change TRPO's meta-gradient to exactly the intended one; the
+    reference differs from the second-order and the one-step gradients, so a TRPO that
+    ignored either setting would fail here."""
     policy = tiny_policy()
     batch = synthetic_batch(policy)
-    adaptation = AdaptationSettings(lr=[0.3, 0.1], steps=2, first_order=True)
+    lrs = [0.3, 0.1]
+    adaptation = AdaptationSettings(lr=lrs, steps=2, first_order=True)
+    grad = _trpo_meta_gradient(monkeypatch, policy, batch, adaptation, fvp="adapted_fisher")
+    expected = _by_hand_meta_gradient(policy, batch, lrs, first_order=True)
+    torch.testing.assert_close(grad, expected, rtol=1e-9, atol=1e-12)
+    second_order = _by_hand_meta_gradient(policy, batch, lrs, first_order=False)
+    one_step = _by_hand_meta_gradient(policy, batch, lrs[:1], first_order=True)
+    for other in (second_order, one_step):
+        assert (other - expected).norm() > 1e-3 * expected.norm()
     metrics = TRPO(fvp="adapted_fisher").step(policy, batch, adaptation)
     assert metrics["kl"] <= 0.01 and metrics["loss_after"] < metrics["loss_before"]
+
+
+def _two_step_batch(policy) -> MetaBatch:
+    """Step 2 adapts on its own episodes (as the trainer samples them for several steps)."""
+    first, second = synthetic_batch(policy, seed=0), synthetic_batch(policy, seed=1)
+    return MetaBatch(
+        (first.pre, second.pre),
+        first.post,
+        (first.pre_advantages, second.pre_advantages),
+        first.post_advantages,
+    )
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_trpo_meta_gradient_matches_finite_differences_of_its_own_loss(monkeypatch, steps):
+    """The gradient TRPO.step follows against central differences of the loss TRPO.step
+    reports (``loss_before``), in float64: one inner step, and two on fresh episodes."""
+    policy = tiny_policy()
+    batch = synthetic_batch(policy) if steps == 1 else _two_step_batch(policy)
+    adaptation = AdaptationSettings(lr=[0.3, 0.2][:steps], steps=steps)
+    grad = _trpo_meta_gradient(monkeypatch, policy, batch, adaptation)
+    theta = _flat_params(policy)
+    cheap = {"cg_iters": 1, "ls_max_steps": 1}  # only the loss before the step is read
+
+    def loss_at(x: torch.Tensor) -> float:
+        moved = tiny_policy()
+        with torch.no_grad():
+            for p, chunk in zip(
+                moved.parameters(), unflat(x, list(moved.parameters())), strict=True
+            ):
+                p.copy_(chunk)
+        return TRPO(**cheap).step(moved, batch, adaptation)["loss_before"]
+
+    eps = 1e-6
+    basis = torch.eye(len(theta), dtype=F64)
+    fd = torch.tensor(
+        [(loss_at(theta + eps * e) - loss_at(theta - eps * e)) / (2 * eps) for e in basis]
+    )
+    assert ((grad - fd).norm() / fd.norm()).item() < 1e-6
+    # The first-order gradient is measurably different: the check can fail.
+    first_order = AdaptationSettings(lr=adaptation.lr, steps=steps, first_order=True)
+    fo = _trpo_meta_gradient(monkeypatch, policy, batch, first_order)
+    assert ((fo - fd).norm() / fd.norm()).item() > 1e-3
 
 
 @pytest.mark.parametrize("make", [lambda: TRPO(), lambda: PPO()])
@@ -371,7 +473,7 @@ def test_cg_subsample_estimates_the_curvature_on_a_share_of_the_tasks(monkeypatc
         seen.append(mask.shape[0])
         return real(trace, mean, std, mask, params, damping)
 
-    monkeypatch.setattr(trpo_module, "gauss_newton_fvp", spy)
+    monkeypatch.setitem(trpo_module.CURVATURE_PRODUCTS, "gauss_newton", spy)
     full, half = tiny_policy(), tiny_policy()
     adaptation = AdaptationSettings(lr=0.3)
     TRPO(cg_subsample=1.0).step(full, batch, adaptation)

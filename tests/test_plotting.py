@@ -6,6 +6,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import yaml
+from matplotlib.figure import Figure
 
 from metarl.plotting import group_runs, plot_runs, read_progress
 
@@ -25,14 +26,31 @@ def _run(root, name, *, seed=0, lr=0.1, rows=5, header=HEADER, config=True):
     return run
 
 
-def test_two_seeds_of_one_config_make_one_band(tmp_path):
+def test_two_seeds_of_one_config_make_one_band(tmp_path, monkeypatch):
     runs = [_run(tmp_path, "nav-s0", seed=0), _run(tmp_path, "nav-s1", seed=1, rows=3)]
     groups = group_runs(runs)
     assert groups == [("Navigation2D-v0", runs)]
+    figures = []
+    real_savefig = Figure.savefig
+
+    def keep(fig, *args, **kwargs):
+        figures.append(fig)
+        return real_savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
     out = plot_runs(runs, tmp_path / "plots" / "curves.png")
-    assert out.is_file() and out.stat().st_size > 0
-    image = iio.imread(out)
-    assert image.ndim == 3 and image.reshape(-1, image.shape[-1]).std(axis=0).max() > 0
+    assert iio.imread(out).ndim == 3
+    (ax,) = figures[0].axes
+    # What was drawn: per phase the mean over the seeds where both ran (iterations 0-2),
+    # the one seed after; a min-max band between the two seeds' values.
+    post = {line.get_label(): line for line in ax.lines}["Navigation2D-v0 (2 runs), post"]
+    np.testing.assert_array_equal(post.get_xdata(), [0, 1, 2, 3, 4])
+    np.testing.assert_allclose(post.get_ydata(), [-39.5, -37.5, -35.5, -34, -32])
+    assert len(ax.collections) == 2  # one band per phase
+    band = ax.collections[1].get_paths()[0].vertices
+    for i in range(3):
+        for value in (-40 + 2 * i, -39 + 2 * i):  # seed 0's and seed 1's post return
+            assert np.isclose(band, [i, value]).all(axis=1).any(), (i, value)
 
 
 def test_configs_that_differ_are_separate_curves(tmp_path):

@@ -90,12 +90,17 @@ def test_same_seed_same_episodes(env_id):
 
 
 @pytest.mark.parametrize("env_id", [NAV, CHEETAH, "metarl/AntDir-v0"])
-def test_batched_equals_sync_and_pipeline_equals_plain(env_id):
+def test_batched_and_async_equal_sync_and_pipeline_equals_plain(env_id):
     probe = gym.make(env_id)
     policy = make_policy(probe.observation_space.shape[0], probe.action_space.shape[0])
     tasks = tasks_for(env_id, 4)
     results = {}
-    for kind, pipeline in (("batched", True), ("batched", False), ("sync", False)):
+    for kind, pipeline in (
+        ("batched", True),
+        ("batched", False),
+        ("sync", False),
+        ("async", False),
+    ):
         with Sampler(env_id, 4, 2, 30, kind=kind, pipeline=pipeline) as sampler:
             results[kind, pipeline] = sampler.sample(policy, None, tasks, seed=2)
     reference = results["sync", False]

@@ -11,14 +11,18 @@ import torch
 from stable_baselines3 import PPO
 from torch import nn
 
+from envs.wrappers import BatchedTaskVecEnv, TaskObservationWrapper, TaskResampleWrapper
+from metarl.errors import InputError
+from metarl.plotting import read_curve
 from metarl.policies import GaussianMLPPolicy, distribution, params_of
 from metarl.sb3 import (
-    TaskObservationWrapper,
-    TaskResampleWrapper,
+    curve_path,
+    curve_summary,
     from_sb3,
     load_pretrained,
     oracle_returns,
     to_sb3,
+    train_baseline,
     train_oracle,
     train_pretrained,
 )
@@ -181,7 +185,7 @@ def test_train_save_load_and_evaluate_the_baselines(tmp_path, nav):
         "seed": 0,
         "progress_bar": False,
         "n_envs": 2,
-        "ppo_kwargs": TINY_PPO,
+        "algo_kwargs": TINY_PPO,
     }
     pretrained = train_pretrained(NAV, 200, out_path=tmp_path / "pretrained", **common)
     oracle = train_oracle(NAV, 200, out_path=tmp_path / "oracle.zip", **common)
@@ -215,6 +219,52 @@ def test_train_save_load_and_evaluate_the_baselines(tmp_path, nav):
         load_pretrained(tmp_path / "missing.zip")
 
 
+def test_sac_oracle_with_the_runs_horizon_and_its_learning_curve(tmp_path, nav):
+    sac = {"learning_starts": 20, "batch_size": 16, "policy_kwargs": {"net_arch": [8]}}
+    oracle = train_oracle(
+        NAV, 120, [8], "tanh", 0.5, 0, tmp_path / "oracle.zip", False,
+        algorithm="sac", horizon=10, n_envs=2, algo_kwargs=sac,
+    )  # fmt: skip
+    steps, returns = read_curve(curve_path(oracle))
+    # 120 steps of 2 sub-envs with 10-step episodes: 12 episodes, every one cut at 10.
+    assert len(returns) == 12 and list(steps) == list(range(10, 130, 10))
+    assert curve_summary(curve_path(oracle))["episodes"] == 12
+
+    tasks = nav.unwrapped.sample_tasks(3, rng=np.random.default_rng(0))
+    short = oracle_returns(oracle, NAV, tasks, 2, 0, horizon=10, deterministic=True)
+    full = oracle_returns(oracle, NAV, tasks, 2, 0, deterministic=True)
+    # Each step pays -distance to the goal (> 0 until it is reached): 10 steps cost less than 100.
+    assert all(s > f for s, f in zip(short, full, strict=True))
+    with pytest.raises(InputError, match="SAC model"):
+        load_pretrained(oracle)
+
+
+def test_the_pretrained_baseline_must_be_ppo(tmp_path):
+    with pytest.raises(InputError, match="PPO"):
+        train_baseline(
+            NAV, 100, [8], "tanh", 0.5, 0, tmp_path / "p.zip", False,
+            observe_task=False, algorithm="sac",
+        )  # fmt: skip
+    with pytest.raises(InputError, match="bogus"):
+        train_oracle(
+            NAV, 100, [8], "tanh", 0.5, 0, tmp_path / "o.zip", False, algo_kwargs={"bogus": 1}
+        )
+    assert not (tmp_path / "p.zip").exists() and not (tmp_path / "o.zip").exists()
+
+
+def test_curve_summary_tells_a_flat_curve_from_a_rising_one(tmp_path):
+    path = tmp_path / "c.monitor.csv"
+    rows = "".join(f"{r},10,0.0\n" for r in [0.0] * 10 + [5.0] * 10 + [10.0] * 10)
+    path.write_text('#{"t_start": 0}\nr,l,t\n' + rows)
+    summary = curve_summary(path, share=1 / 3)
+    assert (summary["before"], summary["last"], summary["change"]) == (5.0, 10.0, 1.0)
+    steps, _ = read_curve(path)
+    assert steps[-1] == 300
+    path.write_text("r,l,t\n1,2,3\n")
+    with pytest.raises(InputError, match="monitor"):
+        read_curve(path)
+
+
 def test_action_scale_is_folded_into_sb3_and_back(nav):
     torch.manual_seed(0)
     policy = GaussianMLPPolicy(2, 2, hidden_sizes=(8,), init_std=0.05, action_scale=0.1)
@@ -233,8 +283,6 @@ def test_action_scale_is_folded_into_sb3_and_back(nav):
 
 
 def test_batched_task_vec_env_resamples_tasks_and_appends_them():
-    from metarl.sb3 import BatchedTaskVecEnv
-
     vec = BatchedTaskVecEnv("metarl/Navigation2D-v0", 3, seed=0, observe_task=True, horizon=5)
     obs = vec.reset()
     assert obs.shape == (3, 4)

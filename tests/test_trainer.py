@@ -11,7 +11,7 @@ import torch
 from conftest import CONFIGS, tiny_navigation_config
 
 from metarl.cli import main
-from metarl.config import PPOConfig, TRPOConfig, load_config
+from metarl.config import ConfigError, PPOConfig, TRPOConfig, load_config
 from metarl.trainer import CheckpointError, Trainer, TrainingDiverged, load_checkpoint, load_policy
 
 tiny = tiny_navigation_config
@@ -41,16 +41,30 @@ def test_two_iterations_of_each_optimizer_and_objective(tmp_path, optimizer, obj
     assert list((tmp_path / "run").glob("events.out.tfevents.*")), "TensorBoard events"
 
 
-def test_resume_gives_the_same_returns(tmp_path):
-    config = tiny(iterations=4)
+@pytest.mark.parametrize("optimizer", [TRPOConfig(), PPOConfig(epochs=2)], ids=["trpo", "ppo"])
+def test_resume_gives_the_same_returns_and_parameters(tmp_path, optimizer):
+    """Stopped after 2 of 4 iterations and resumed: the rows and the final state are those of
+    an uninterrupted run (for PPO that needs Adam's moments and step count restored)."""
+    config = tiny(iterations=4, meta_optimizer=optimizer)
     Trainer(config, tmp_path / "full", progress=False).train()
     Trainer(dataclasses.replace(config, iterations=2), tmp_path / "split", progress=False).train()
     assert load_checkpoint(tmp_path / "split")["iteration"] == 2
     Trainer(config, tmp_path / "split", resume=True, progress=False).train()
     full, split = read_rows(tmp_path / "full"), read_rows(tmp_path / "split")
     assert [r["iteration"] for r in split] == ["0", "1", "2", "3"]
-    for column in ("return_pre", "return_post", "env_steps"):
+    for column in ("return_pre", "return_post", "env_steps", "loss_before", "kl"):
         assert [r[column] for r in full] == [r[column] for r in split], column
+    end_full, end_split = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "split")
+    for name, value in end_full["policy"].items():
+        assert torch.equal(end_split["policy"][name], value), name
+    assert end_split["meta_optimizer"]["num_steps"] == end_full["meta_optimizer"]["num_steps"] == 4
+    if "adam" in end_full["meta_optimizer"]:
+        adam_full = end_full["meta_optimizer"]["adam"]["state"]
+        adam_split = end_split["meta_optimizer"]["adam"]["state"]
+        assert adam_full.keys() == adam_split.keys() and adam_full
+        for key, moments in adam_full.items():
+            for name in ("step", "exp_avg", "exp_avg_sq"):
+                assert torch.equal(adam_split[key][name], moments[name]), (key, name)
 
 
 def test_resume_drops_rows_logged_after_the_checkpoint(tmp_path):
@@ -73,9 +87,39 @@ def test_checkpoint_is_complete_and_atomic(tmp_path):
     assert {"policy", "meta_optimizer", "rng", "config", "iteration"} <= set(state)
     assert {"torch", "numpy", "python"} <= set(state["rng"])
     assert not list((tmp_path / "run" / "checkpoints").glob("*.tmp"))
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.tmp")), "half-written file left"
     _, policy, _ = load_policy(tmp_path / "run")
     for name, p in policy.named_parameters():
         assert torch.equal(p, dict(trainer.policy.named_parameters())[name])
+
+
+def test_a_checkpoint_write_that_fails_midway_leaves_the_old_one_loadable(tmp_path, monkeypatch):
+    Trainer(tiny(iterations=1), tmp_path / "run", progress=False).train()
+    old = load_checkpoint(tmp_path / "run")
+    real_save = torch.save
+
+    def save_half_then_fail(obj, f, *args, **kwargs):
+        # The disk fills up halfway through the write.
+        real_save(obj, f, *args, **kwargs)
+        path = Path(f)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", save_half_then_fail)
+    resumed = Trainer(tiny(iterations=2), tmp_path / "run", resume=True, progress=False)
+    with pytest.raises(OSError, match="No space left"):
+        resumed.train()
+    monkeypatch.undo()
+    moved = any(not torch.equal(p, old["policy"][n]) for n, p in resumed.policy.named_parameters())
+    assert moved, "iteration 1 changed the policy, so an overwritten checkpoint would differ"
+    kept = load_checkpoint(tmp_path / "run")
+    assert kept["iteration"] == 1 and kept["env_steps"] == old["env_steps"]
+    assert kept["policy"].keys() == old["policy"].keys()
+    for name, value in old["policy"].items():
+        assert torch.equal(kept["policy"][name], value), name
+    _, policy, _ = load_policy(tmp_path / "run")
+    for name, p in policy.named_parameters():
+        assert torch.equal(p, old["policy"][name]), name
 
 
 def test_existing_run_dir_is_not_overwritten(tmp_path):
@@ -88,21 +132,75 @@ def test_existing_run_dir_is_not_overwritten(tmp_path):
     assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
 
 
-def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    trainer = Trainer(tiny(iterations=3), tmp_path / "run", progress=False)
+def _checkpoint_tensors(state: dict) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint state (policy, meta-optimizer, RNG), by dotted path."""
+    out = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, torch.Tensor):
+            out[prefix] = value.clone()
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        elif isinstance(value, list | tuple):
+            for i, v in enumerate(value):
+                walk(f"{prefix}.{i}", v)
+
+    walk("", state)
+    return out
+
+
+def _nan_parameter(policy, batch):
+    with torch.no_grad():
+        policy.log_std[0] = float("nan")
+    return batch
+
+
+def _overflowing_loss(policy, batch):
+    # Finite advantages (the input checks pass) whose surrogate overflows float32 to inf.
+    huge = torch.full_like(batch.post_advantages, 3e38)
+    return dataclasses.replace(batch, post_advantages=huge)
+
+
+@pytest.mark.parametrize(
+    ("inject", "what"),
+    [(_nan_parameter, "policy parameters"), (_overflowing_loss, "meta-loss")],
+    ids=["nan-parameter", "inf-loss"],
+)
+@pytest.mark.parametrize("optimizer", [TRPOConfig(), PPOConfig(epochs=2)], ids=["trpo", "ppo"])
+def test_a_non_finite_meta_step_stops_the_run_and_keeps_the_last_good_checkpoint(
+    tmp_path, monkeypatch, optimizer, inject, what
+):
+    """A real NaN (a parameter) or inf (the loss) at iteration 1's meta-step: the run stops
+    with TrainingDiverged and latest.pt still holds exactly what iteration 0 saved."""
+    trainer = Trainer(
+        tiny(iterations=3, meta_optimizer=optimizer), tmp_path / "run", progress=False
+    )
     real_step = trainer.meta_optimizer.step
-    calls = {"n": 0}
+    calls = []
 
-    def failing_step(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise FloatingPointError("non-finite surrogate loss")
-        return real_step(*args, **kwargs)
+    def step(policy, batch, settings):
+        calls.append(1)
+        if len(calls) == 2:
+            batch = inject(policy, batch)
+        return real_step(policy, batch, settings)
 
-    monkeypatch.setattr(trainer.meta_optimizer, "step", failing_step)
-    with pytest.raises(TrainingDiverged, match=r"iteration 1.*last good checkpoint"):
-        trainer.train()
-    assert load_checkpoint(tmp_path / "run")["iteration"] == 1
+    monkeypatch.setattr(trainer.meta_optimizer, "step", step)
+    saved = []  # latest.pt's tensors as each finished iteration left it
+
+    def snapshot(row):
+        saved.append(_checkpoint_tensors(load_checkpoint(tmp_path / "run")))
+
+    with pytest.raises(TrainingDiverged, match=rf"iteration 1: {what}.*last good checkpoint"):
+        trainer.train(on_iteration=snapshot)
+    assert len(saved) == 1, "iteration 0 finished and was checkpointed"
+    kept = load_checkpoint(tmp_path / "run")
+    assert kept["iteration"] == 1
+    after = _checkpoint_tensors(kept)
+    assert after.keys() == saved[0].keys() and any(k.startswith(".policy.") for k in after)
+    for key, value in saved[0].items():
+        assert torch.equal(after[key], value), key
+        assert torch.isfinite(after[key].float()).all(), key
     assert [r["iteration"] for r in read_rows(tmp_path / "run")] == ["0"]
 
 
@@ -110,7 +208,7 @@ def test_resume_errors(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         Trainer(tiny(), tmp_path / "nowhere", resume=True, progress=False)
     Trainer(tiny(iterations=1), tmp_path / "run", progress=False).train()
-    with pytest.raises(Exception, match="horizon"):
+    with pytest.raises(ConfigError, match="horizon"):
         Trainer(tiny(horizon=10), tmp_path / "run", resume=True, progress=False)
     (tmp_path / "run" / "checkpoints" / "latest.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="corrupt"):
@@ -201,8 +299,6 @@ def test_env_kwargs_and_policy_options_reach_every_engine(tmp_path):
     ],
 )
 def test_bad_env_kwargs_are_config_errors_naming_the_key(tmp_path, override, words):
-    from metarl.config import ConfigError
-
     with pytest.raises(ConfigError, match=rf"env_kwargs.*{words}"):
         config = load_config(CONFIGS / "halfcheetah-dir.yaml", [override])
         Trainer(config, tmp_path / "run", progress=False)

@@ -31,6 +31,7 @@ products ``F v`` are offered (``fvp=``):
 
 from __future__ import annotations
 
+import functools
 import itertools
 import warnings
 from collections.abc import Callable, Sequence
@@ -58,6 +59,7 @@ from metarl.objectives import (
 from metarl.policies import Params, params_of
 
 __all__ = [
+    "CURVATURE_PRODUCTS",
     "FVP_KINDS",
     "TRPO",
     "adapted_fisher_fvp",
@@ -65,11 +67,10 @@ __all__ = [
     "check_step_inputs",
     "exact_fvp",
     "gauss_newton_fvp",
+    "kl_hessian_fvp",
     "mean_kl",
+    "output_fisher_fvp",
 ]
-
-FVP_KINDS = ("exact", "gauss_newton", "adapted_fisher")
-"""The curvature products :class:`TRPO` offers (the config validates against this)."""
 
 
 def check_finite(what: str, tensors: Sequence[Tensor] | Tensor) -> None:
@@ -111,13 +112,14 @@ def _fisher_weights(mask: Tensor, std: Tensor) -> tuple[Tensor, Tensor]:
     return weight / std.detach().square(), (2.0 * weight).expand_as(std)
 
 
-def gauss_newton_fvp(
+def output_fisher_fvp(
     trace: Sequence[Params],
     mean: Tensor,
     std: Tensor,
     mask: Tensor,
     params: Sequence[Tensor],
     damping: float,
+    through_adaptation: bool = True,
 ) -> Callable[[Tensor], Tensor]:
     """``v -> J^T M J v + damping * v`` through the inner steps (see the module docstring).
 
@@ -128,38 +130,14 @@ def gauss_newton_fvp(
         mask: the post-adaptation mask ``[K, T, E]``.
         params: the shared parameters theta that ``trace[0]`` expands, in flat-vector order.
         damping: added times ``v``.
+        through_adaptation: ``J`` through the inner steps (``gauss_newton``); False takes
+            ``d phi / d theta = I``, giving ``mean_k F_k(phi_k) v``, the Fisher at the
+            adapted parameters (``adapted_fisher``; only ``trace[-1]`` is used).
 
     ``J_adapt v`` is taken as a vjp, which needs every inner step's Jacobian to
     be symmetric: it is for the three inner surrogates here, whose autograd
     second derivatives are Hessians (DiCE's that of its importance-weighted twin).
     """
-    return _output_fisher_fvp(trace, mean, std, mask, params, damping, through_adaptation=True)
-
-
-def adapted_fisher_fvp(
-    trace: Sequence[Params],
-    mean: Tensor,
-    std: Tensor,
-    mask: Tensor,
-    params: Sequence[Tensor],
-    damping: float,
-) -> Callable[[Tensor], Tensor]:
-    """``v -> mean_k F_k(phi_k) v + damping * v``: the Fisher at the adapted parameters.
-
-    Same arguments as :func:`gauss_newton_fvp`; only ``trace[-1]`` is used.
-    """
-    return _output_fisher_fvp(trace, mean, std, mask, params, damping, through_adaptation=False)
-
-
-def _output_fisher_fvp(
-    trace: Sequence[Params],
-    mean: Tensor,
-    std: Tensor,
-    mask: Tensor,
-    params: Sequence[Tensor],
-    damping: float,
-    through_adaptation: bool,
-) -> Callable[[Tensor], Tensor]:
     params = list(params)
     num_tasks = mask.shape[0]
     phi = list(trace[-1].values())
@@ -187,6 +165,35 @@ def _output_fisher_fvp(
         return flat(jtu) + damping * v
 
     return product
+
+
+def kl_hessian_fvp(
+    trace: Sequence[Params],
+    mean: Tensor,
+    std: Tensor,
+    mask: Tensor,
+    params: Sequence[Tensor],
+    damping: float,
+) -> Callable[[Tensor], Tensor]:
+    """:func:`exact_fvp` of the mean KL at ``(mean, std)``, whose graph reaches ``params``
+    through the inner steps (``trace`` is not needed)."""
+    return exact_fvp(mean_kl(mean.detach(), std.detach(), mean, std, mask), params, damping)
+
+
+gauss_newton_fvp = functools.partial(output_fisher_fvp, through_adaptation=True)
+"""``(trace, mean, std, mask, params, damping) -> (v -> J^T M J v + damping * v)``."""
+adapted_fisher_fvp = functools.partial(output_fisher_fvp, through_adaptation=False)
+"""``(trace, mean, std, mask, params, damping) -> (v -> mean_k F_k(phi_k) v + damping * v)``."""
+
+CURVATURE_PRODUCTS: dict[str, Callable[..., Callable[[Tensor], Tensor]]] = {
+    "exact": kl_hessian_fvp,
+    "gauss_newton": gauss_newton_fvp,
+    "adapted_fisher": adapted_fisher_fvp,
+}
+"""The curvature products ``F v`` :class:`TRPO` offers by name (its ``fvp``), each called as
+``(trace, mean, std, mask, params, damping) -> (v -> F v)`` (the module docstring says which is which)."""
+FVP_KINDS = tuple(CURVATURE_PRODUCTS)
+"""Their names (the config validates against this)."""
 
 
 class TRPO:
@@ -341,22 +348,8 @@ class TRPO:
             sub = batch.select(chosen)
             trace, mean, std = adapted_stats(policy, theta, sub, adaptation)
             mask = sub.post.mask
-        return self._curvature_product(trace, mean, std, mask, list(theta.values()))
-
-    def _curvature_product(
-        self,
-        trace: Sequence[Params],
-        mean: Tensor,
-        std: Tensor,
-        mask: Tensor,
-        params: Sequence[Tensor],
-    ) -> Callable[[Tensor], Tensor]:
-        """``v -> F v`` of the configured kind at the current parameters (``mean``, ``std``)."""
-        if self.fvp == "exact":
-            kl = mean_kl(mean.detach(), std.detach(), mean, std, mask)
-            return exact_fvp(kl, params, self.cg_damping)
-        product = gauss_newton_fvp if self.fvp == "gauss_newton" else adapted_fisher_fvp
-        return product(trace, mean, std, mask, params, self.cg_damping)
+        product = CURVATURE_PRODUCTS[self.fvp]
+        return product(trace, mean, std, mask, list(theta.values()), self.cg_damping)
 
     def state_dict(self) -> dict[str, Any]:
         """TRPO keeps no optimizer state beyond its step counters."""
