@@ -63,9 +63,9 @@ def test_shipped_config_loads_with_paper_values(name):
         horizon,
     )
     assert config.policy.hidden_sizes == [100, 100]
-    # The cheetah configs use tanh: with their init and action scale ReLU did not learn
+    # The locomotion configs use tanh: with their init and action scale ReLU did not learn
     # (experiments/results/paper-scale-probe; the config's comment says so).
-    assert config.policy.activation == ("tanh" if name.startswith("halfcheetah") else "relu")
+    assert config.policy.activation == ("relu" if name == "navigation2d" else "tanh")
     assert config.adaptation.lrs == [0.1]
     assert (config.gamma, config.gae_lambda, config.iterations) == (0.99, 1.0, 500)
     # The curvature product and its sample are metarl's choices, not the paper's hyperparameters.
