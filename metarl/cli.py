@@ -373,10 +373,11 @@ def _baseline(args: argparse.Namespace) -> int:
     curve = plot_curve(curve_path(path), path.with_suffix(".png"), title=f"{name}: {config.env}")
     summary = curve_summary(curve_path(path))
     print(f"wrote {path}, its learning curve {curve_path(path)} and {curve}")
+    verdict = "flat" if summary["flat"] else "still rising: train longer (--timesteps, --force)"
     print(
-        f"mean return of the last 10% of {summary['episodes']:.0f} episodes {summary['last']:.1f}, "
-        f"of the 10% before {summary['before']:.1f} ({100 * summary['change']:+.1f}%): "
-        + ("flat" if abs(summary["change"]) < 0.05 else "still changing; train longer")
+        f"mean return of the last 10% of {summary['episodes']} episodes {summary['last']:.1f}, "
+        f"of the 10% before {summary['before']:.1f} (change {summary['change']:+.1f}; training "
+        f"rose {summary['rise']:.1f}, noise +-{summary['noise']:.1f}): {verdict}"
     )
     return 0
 

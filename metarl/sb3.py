@@ -288,19 +288,33 @@ def curve_path(path: str | os.PathLike[str]) -> Path:
     return path.with_name(path.stem + ".monitor.csv")
 
 
-def curve_summary(path: str | os.PathLike[str], share: float = 0.1) -> dict[str, float]:
-    """Whether a baseline's curve has flattened: mean return of the last ``share`` of its
-    episodes, of the ``share`` before, and the relative change between them."""
+def curve_summary(path: str | os.PathLike[str], share: float = 0.1) -> dict[str, Any]:
+    """Whether a baseline's learning curve has flattened.
+
+    The episodes are cut into blocks of ``share`` of them, in order. ``last`` and
+    ``before`` are the mean returns of the last two blocks, ``rise`` the best block's
+    mean minus the first's (what training gained), ``noise`` two standard errors of
+    ``last - before``. The curve is ``flat`` when the last block gains on the one
+    before by at most 5% of the rise, or by no more than the noise.
+    """
     _, returns = read_curve(path)
     n = max(int(len(returns) * share), 1)
-    if len(returns) < 2 * n:
+    if len(returns) < 2 * n or n < 2:
         raise InputError(f"{path}: {len(returns)} episodes are too few to tell a trend")
-    last, before = float(returns[-n:].mean()), float(returns[-2 * n : -n].mean())
+    blocks = [returns[i : i + n] for i in range(0, len(returns) - n + 1, n)]
+    means = [float(b.mean()) for b in blocks]
+    last, before = blocks[-1], blocks[-2]
+    change = means[-1] - means[-2]
+    rise = max(means) - means[0]
+    noise = 2.0 * math.sqrt(last.var(ddof=1) / len(last) + before.var(ddof=1) / len(before))
     return {
-        "episodes": float(len(returns)),
-        "last": last,
-        "before": before,
-        "change": (last - before) / max(abs(before), 1e-8),
+        "episodes": len(returns),
+        "last": means[-1],
+        "before": means[-2],
+        "change": change,
+        "rise": rise,
+        "noise": noise,
+        "flat": bool(change <= max(0.05 * rise, noise)),
     }
 
 

@@ -228,7 +228,7 @@ def test_sac_oracle_with_the_runs_horizon_and_its_learning_curve(tmp_path, nav):
     steps, returns = read_curve(curve_path(oracle))
     # 120 steps of 2 sub-envs with 10-step episodes: 12 episodes, every one cut at 10.
     assert len(returns) == 12 and list(steps) == list(range(10, 130, 10))
-    assert curve_summary(curve_path(oracle))["episodes"] == 12
+    assert curve_summary(curve_path(oracle), share=1 / 6)["episodes"] == 12
 
     tasks = nav.unwrapped.sample_tasks(3, rng=np.random.default_rng(0))
     short = oracle_returns(oracle, NAV, tasks, 2, 0, horizon=10, deterministic=True)
@@ -254,12 +254,25 @@ def test_the_pretrained_baseline_must_be_ppo(tmp_path):
 
 def test_curve_summary_tells_a_flat_curve_from_a_rising_one(tmp_path):
     path = tmp_path / "c.monitor.csv"
-    rows = "".join(f"{r},10,0.0\n" for r in [0.0] * 10 + [5.0] * 10 + [10.0] * 10)
-    path.write_text('#{"t_start": 0}\nr,l,t\n' + rows)
-    summary = curve_summary(path, share=1 / 3)
-    assert (summary["before"], summary["last"], summary["change"]) == (5.0, 10.0, 1.0)
+
+    def write(returns):
+        rows = "".join(f"{r},10,0.0\n" for r in returns)
+        path.write_text('#{"t_start": 0}\nr,l,t\n' + rows)
+
+    wiggle = [-0.5, 0.5] * 5  # block noise with a known standard error
+    write([r + 10 * b for b in range(10) for r in wiggle])  # still rising by 10 a block
+    rising = curve_summary(path)
+    assert (rising["before"], rising["last"], rising["change"], rising["rise"]) == (80, 90, 10, 90)
+    assert rising["noise"] == pytest.approx(2 * math.sqrt(2 * (10 / 36) / 10))
+    assert not rising["flat"]
+    write([r + min(10 * b, 80) for b in range(10) for r in wiggle])  # rose 80, then flat
+    flat = curve_summary(path)
+    assert flat["change"] == 0 and flat["flat"]
+    write([r + 10 * b for b in range(9) for r in wiggle] + [80.5] * 10)
+    assert curve_summary(path)["change"] == pytest.approx(0.5)  # 0.5 <= 5% of a rise of 80.5
+    assert curve_summary(path)["flat"]
     steps, _ = read_curve(path)
-    assert steps[-1] == 300
+    assert steps[-1] == 1000
     path.write_text("r,l,t\n1,2,3\n")
     with pytest.raises(InputError, match="monitor"):
         read_curve(path)
