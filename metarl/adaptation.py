@@ -16,7 +16,7 @@ Parameters are "stacked" when every tensor has a leading task axis of size
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AdaptationSettings",
+    "StepSize",
     "ValueBaseline",
     "adapt",
     "adapt_for_sampling",
@@ -60,6 +61,11 @@ __all__ = [
 ]
 
 
+StepSize = float | Mapping[str, Tensor]
+"""One inner step's size: one float for every tensor, or one (learnable) scalar per parameter
+tensor by name (MAML++'s per-layer rates)."""
+
+
 class ValueBaseline(Protocol):
     """What the adaptation needs of a baseline (``metarl.baselines.LinearFeatureBaseline``)."""
 
@@ -75,12 +81,15 @@ class AdaptationSettings:
         steps: inner gradient steps, all on the same pre-adaptation episodes.
         first_order: drop the second derivatives through the inner step (FOMAML).
         objective: inner surrogate, ``maml | dice | lvc`` (see :mod:`metarl.objectives`).
+        step_weights: MAML++'s multi-step loss, the weight of the post-adaptation surrogate
+            after each inner step (one per step); ``None`` weighs the last step alone.
     """
 
     lr: float | Sequence[float] = 0.1
     steps: int = 1
     first_order: bool = False
     objective: str = "maml"
+    step_weights: Sequence[float] | None = None
 
     def __post_init__(self) -> None:
         step_sizes(self.lr, self.steps)  # validates lr and steps
@@ -90,6 +99,13 @@ class AdaptationSettings:
             )
         if not isinstance(self.lr, (int, float)):
             object.__setattr__(self, "lr", tuple(float(x) for x in self.lr))
+        if self.step_weights is not None:
+            weights = tuple(float(w) for w in self.step_weights)
+            if len(weights) != self.steps or not all(w >= 0 for w in weights):
+                raise ValueError(
+                    f"step_weights must hold {self.steps} non-negative weights, got {weights}"
+                )
+            object.__setattr__(self, "step_weights", weights)
 
     @classmethod
     def from_config(cls, config: Config) -> AdaptationSettings:
@@ -229,10 +245,13 @@ def adapt_steps(
     params: Params,
     episodes: Episodes | Sequence[Episodes],
     advantages: Tensor | Sequence[Tensor],
-    lr: float | Sequence[float],
+    lr: float | Sequence[StepSize],
     steps: int = 1,
     first_order: bool = False,
     objective: str | Surrogate = "maml",
+    *,
+    proximal: float = 0.0,
+    anchor: Params | None = None,
 ) -> list[Params]:
     """Stacked parameters before and after each inner step: ``[theta_K, phi_1, ..., phi_steps]``.
 
@@ -245,6 +264,11 @@ def adapt_steps(
     through the identity only. Under ``torch.no_grad()`` (sampling) no graph is
     kept at all and the result is detached. Meta-optimizers use the intermediate
     entries for Jacobian-vector products through each step.
+
+    ``lr`` holds floats, or one mapping per step from parameter name to a scalar
+    tensor (:data:`StepSize`; learned rates stay in the graph). ``proximal > 0`` steps
+    on ``L(phi) + proximal / 2 * ||phi - anchor||^2`` instead, iMAML's inner problem
+    (Rajeswaran et al. 2019, eq. 4); ``anchor`` defaults to ``params``.
     """
     per_step = _per_step(episodes, advantages, steps)
     if any(e.rewards.dim() != 3 for e, _ in per_step):
@@ -252,13 +276,14 @@ def adapt_steps(
     surrogate = inner_surrogate(objective)
     num_tasks = per_step[0][0].rewards.shape[0]
     current = params if is_stacked(policy, params) else expand_params(params, num_tasks)
+    anchor = params if anchor is None else anchor
     trace = [current]
     # Without an ambient graph (sampling, evaluation, a line search) each step
     # starts from fresh leaves: views made under no_grad claim requires_grad yet
     # are cut off from the graph, and their gradient would silently be zero.
     graph = torch.is_grad_enabled()
     for lr_step, (step_episodes, step_advantages) in zip(
-        step_sizes(lr, steps), per_step, strict=True
+        _step_list(lr, steps), per_step, strict=True
     ):
         with torch.enable_grad():
             if not (graph and all(p.requires_grad for p in current.values())):
@@ -272,9 +297,32 @@ def adapt_steps(
                 create_graph=graph and not first_order,
                 materialize_grads=True,
             )
-        current = {n: p - lr_step * g for (n, p), g in zip(current.items(), grads, strict=True)}
+        if proximal:
+            grads = [
+                g + proximal * (p - anchor[n])
+                for (n, p), g in zip(current.items(), grads, strict=True)
+            ]
+        if isinstance(lr_step, Mapping):
+            current = {
+                n: p - lr_step[n] * g for (n, p), g in zip(current.items(), grads, strict=True)
+            }
+        else:
+            current = {n: p - lr_step * g for (n, p), g in zip(current.items(), grads, strict=True)}
         trace.append(current)
     return trace
+
+
+def _step_list(lr: float | Sequence[StepSize], steps: int) -> list[StepSize]:
+    """The size of each of ``steps`` inner steps: :func:`step_sizes` for floats, or one
+    mapping of per-tensor rates per step."""
+    if isinstance(lr, Sequence) and any(isinstance(x, Mapping) for x in lr):
+        if len(lr) != steps or not all(isinstance(x, Mapping) for x in lr):
+            raise ValueError(
+                f"lr has {len(lr)} entries but steps is {steps}; give one mapping of "
+                "per-tensor rates per step"
+            )
+        return list(lr)
+    return step_sizes(lr, steps)  # type: ignore[arg-type]
 
 
 def _per_step(
@@ -344,14 +392,18 @@ def adapt_with_advantages(
     params: Params,
     episodes: Episodes,
     advantages: Tensor,
-    lr: float | Sequence[float],
+    lr: float | Sequence[StepSize],
     steps: int = 1,
     first_order: bool = False,
     objective: str | Surrogate = "maml",
+    *,
+    proximal: float = 0.0,
+    anchor: Params | None = None,
 ) -> Params:
     """Adapted parameters phi from precomputed advantages (stacked ``[K, ...]`` for stacked episodes).
 
     Single-task episodes (``[T, E]`` rewards) give single-task parameters.
+    ``proximal`` and ``anchor`` as :func:`adapt_steps`.
     """
     single = episodes.rewards.dim() == 2
     if single:
@@ -364,7 +416,18 @@ def adapt_with_advantages(
             tasks=episodes.tasks,
         )
         advantages = advantages.unsqueeze(0)
-    trace = adapt_steps(policy, params, episodes, advantages, lr, steps, first_order, objective)
+    trace = adapt_steps(
+        policy,
+        params,
+        episodes,
+        advantages,
+        lr,
+        steps,
+        first_order,
+        objective,
+        proximal=proximal,
+        anchor=anchor,
+    )
     phi = trace[-1]
     return {n: p.squeeze(0) for n, p in phi.items()} if single else phi
 
@@ -405,14 +468,18 @@ def adapt_for_sampling(
     gamma: float,
     gae_lambda: float,
     normalize: bool,
-    lr: float | Sequence[float] | None = None,
+    lr: float | Sequence[StepSize] | None = None,
     steps: int | None = None,
+    proximal: float = 0.0,
+    anchor: Params | None = None,
 ) -> tuple[Tensor, Params]:
     """The advantages of ``episodes`` and the detached adapted parameters to sample with.
 
     The one inner-loop path of meta-training (the post-adaptation episodes) and
     of evaluation (each adaptation step), so that the evaluated step 1 is the
-    trained step 1. ``lr`` and ``steps`` default to ``settings``'.
+    trained step 1 (each meta-learner calls it with its own step: see
+    :mod:`metarl.meta_learners`). ``lr`` and ``steps`` default to ``settings``';
+    ``proximal`` and ``anchor`` as :func:`adapt_steps`.
     """
     advantages = compute_advantages(episodes, baseline, gamma, gae_lambda, normalize)
     with torch.no_grad():
@@ -424,5 +491,7 @@ def adapt_for_sampling(
             settings.lr if lr is None else lr,
             steps=settings.steps if steps is None else steps,
             objective=settings.objective,
+            proximal=proximal,
+            anchor=anchor,
         )
     return advantages, {name: p.detach() for name, p in adapted.items()}

@@ -91,6 +91,7 @@ class Run:
         config, policy, state = load_policy(self.run_dir)
         self.config: Config = config
         self.policy: GaussianMLPPolicy = policy
+        self._state = state
         self.iterations: int = int(state["iteration"])
 
     def __repr__(self) -> str:
@@ -118,13 +119,20 @@ class Run:
             ValueError: a task that does not fit the env (naming the key), or bad sizes.
         """
         from metarl.evaluation import adaptation_curve
+        from metarl.meta_learners import load_meta_learner
 
         if steps < 0:
             raise InputError(f"steps must be at least 0, got {steps}")
         task = self._check_task(task)
         with self._sampler(1, episodes) as sampler:
             curve, history = adaptation_curve(
-                self.policy, sampler, [task], steps, self.config, seed
+                self.policy,
+                sampler,
+                [task],
+                steps,
+                self.config,
+                seed,
+                load_meta_learner(self.config, self.policy, self._state),
             )
         single = [history[0]] + [{n: p[0] for n, p in h.items()} for h in history[1:]]
         return Adapted(

@@ -272,6 +272,7 @@ def _render(args: argparse.Namespace) -> int:
 
     from metarl.checkpoint import load_policy
     from metarl.evaluation import adaptation_curve, held_out_tasks
+    from metarl.meta_learners import load_meta_learner
     from metarl.rendering import render_adaptation
     from metarl.sampler import make_sampler
 
@@ -282,7 +283,8 @@ def _render(args: argparse.Namespace) -> int:
     _check_writable(out)
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists; pass --force to overwrite it or choose another --out")
-    config, policy, _ = load_policy(args.run_dir)
+    config, policy, state = load_policy(args.run_dir)
+    learner = load_meta_learner(config, policy, state)  # its learned inner rates, if any
     distribution = gym.make(config.env, **config.env_kwargs).unwrapped
     if args.task:
         tasks = []
@@ -302,7 +304,9 @@ def _render(args: argparse.Namespace) -> int:
         config.sampler,
         config.env_kwargs,
     ) as sampler:
-        _, history = adaptation_curve(policy, sampler, tasks, args.steps, config, args.seed)
+        _, history = adaptation_curve(
+            policy, sampler, tasks, args.steps, config, args.seed, learner
+        )
     path = render_adaptation(
         config.env,
         policy,
@@ -331,6 +335,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _baseline(args: argparse.Namespace) -> int:
     from metarl.config import load_config
+    from metarl.errors import InputError
     from metarl.plotting import plot_curve
     from metarl.sb3 import curve_path, curve_summary, train_baseline
 
@@ -371,8 +376,12 @@ def _baseline(args: argparse.Namespace) -> int:
         algo_kwargs=algo_kwargs,
     )
     curve = plot_curve(curve_path(path), path.with_suffix(".png"), title=f"{name}: {config.env}")
-    summary = curve_summary(curve_path(path))
     print(f"wrote {path}, its learning curve {curve_path(path)} and {curve}")
+    try:
+        summary = curve_summary(curve_path(path))
+    except InputError as error:  # a short run: too few episodes to judge
+        print(f"{error}; train longer to tell whether the curve is flat")
+        return 0
     verdict = "flat" if summary["flat"] else "still rising: train longer (--timesteps, --force)"
     print(
         f"mean return of the last 10% of {summary['episodes']} episodes {summary['last']:.1f}, "

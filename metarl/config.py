@@ -44,8 +44,10 @@ __all__ = [
     "AdaptationConfig",
     "Config",
     "ConfigError",
+    "IMAMLConfig",
     "PPOConfig",
     "PolicyConfig",
+    "ReptileConfig",
     "SamplerConfig",
     "TRPOConfig",
     "load_config",
@@ -55,7 +57,8 @@ __all__ = [
 ]
 
 # The valid names live with the things they name (metarl.objectives.OBJECTIVES,
-# metarl.sampler.SAMPLER_KINDS, metarl.meta_optimizers.trpo.FVP_KINDS); the configs
+# metarl.sampler.SAMPLER_KINDS, metarl.meta_optimizers.trpo.FVP_KINDS,
+# metarl.meta_learners.META_LEARNERS); the configs
 # check against those lists, imported where they are used so no import cycle forms.
 
 # Gymnasium's id grammar (gymnasium/envs/registration.py ENV_ID_RE), with the
@@ -295,6 +298,13 @@ class AdaptationConfig(_Checked):
     first_order_iterations: int = 0
     """MAML++'s derivative-order annealing: first order for the first N iterations, then as
     ``first_order`` says (Antoniou et al. 2019, section 4)."""
+    learn_lr: bool = False
+    """MAML++'s learned inner rates: one rate per parameter tensor and step, starting at ``lr``
+    and meta-trained with the policy (Antoniou et al. 2019, section 4, LSLR); meta_learner maml."""
+    multi_step_loss_iterations: int = 0
+    """MAML++'s multi-step loss: for the first N iterations the meta-loss sums the surrogate
+    after every inner step, weights annealed toward the last step; 0 turns it off. Needs
+    steps >= 2 (Antoniou et al. 2019, section 4, MSL)."""
 
     @property
     def lrs(self) -> list[float]:
@@ -304,6 +314,13 @@ class AdaptationConfig(_Checked):
     def _check(self) -> None:
         _positive(self.steps, "steps")
         _non_negative(self.first_order_iterations, "first_order_iterations")
+        _non_negative(self.multi_step_loss_iterations, "multi_step_loss_iterations")
+        if self.multi_step_loss_iterations and self.steps < 2:
+            raise _err(
+                "multi_step_loss_iterations",
+                f"weighs the loss after each of several inner steps, and steps is {self.steps}; "
+                "set steps >= 2 or multi_step_loss_iterations: 0",
+            )
         if isinstance(self.lr, list):
             if len(self.lr) != self.steps:
                 raise _err(
@@ -383,6 +400,39 @@ META_OPTIMIZERS: dict[str, type[TRPOConfig] | type[PPOConfig]] = {
 
 
 @dataclass(frozen=True)
+class ReptileConfig(_Checked):
+    """Reptile's outer step (Nichol et al. 2018), used when ``meta_learner: reptile``."""
+
+    epsilon: float = 1.0
+    """Outer step size: theta += epsilon * mean_over_tasks(phi_K - theta) (Nichol et al.'s
+    initial value: 1); Adam's learning rate with ``optimizer: adam`` (then about 0.001-0.01)."""
+    optimizer: str = "sgd"
+    """sgd (the plain interpolation) | adam (Adam on the direction theta - phi_K)."""
+
+    def _check(self) -> None:
+        from metarl.meta_learners import REPTILE_OPTIMIZERS
+
+        _positive(self.epsilon, "epsilon")
+        _one_of(self.optimizer, REPTILE_OPTIMIZERS, "optimizer")
+
+
+@dataclass(frozen=True)
+class IMAMLConfig(_Checked):
+    """iMAML's inner problem and implicit meta-gradient (Rajeswaran et al. 2019), used when
+    ``meta_learner: imaml``."""
+
+    lam: float = 10.0
+    """Proximal weight lambda of the inner problem L(phi) + lambda / 2 * ||phi - theta||^2.
+    1 / adaptation.lr makes each inner step phi = theta - lr * grad L(phi_before)."""
+    cg_iters: int = 5
+    """Conjugate-gradient iterations for (I + H / lambda)^-1 g (the paper: 5)."""
+
+    def _check(self) -> None:
+        _positive(self.lam, "lam")
+        _positive(self.cg_iters, "cg_iters")
+
+
+@dataclass(frozen=True)
 class SamplerConfig(_Checked):
     """How episodes are collected."""
 
@@ -446,9 +496,15 @@ class Config(_Checked):
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
     """Inner-loop settings."""
     objective: str = "maml"
-    """Meta-gradient estimator: maml | dice | lvc."""
+    """Meta-gradient estimator: maml | dice | lvc | emaml."""
+    meta_learner: str = "maml"
+    """Method of the MAML family: maml | reptile | imaml (metarl.meta_learners.META_LEARNERS)."""
     meta_optimizer: TRPOConfig | PPOConfig = field(default_factory=TRPOConfig)
-    """Outer-loop optimizer, chosen by its ``name`` (default trpo)."""
+    """Outer-loop optimizer, chosen by its ``name`` (default trpo); Reptile makes its own step."""
+    reptile: ReptileConfig = field(default_factory=ReptileConfig)
+    """Reptile's outer step (``meta_learner: reptile`` only)."""
+    imaml: IMAMLConfig = field(default_factory=IMAMLConfig)
+    """iMAML's proximal weight and conjugate gradient (``meta_learner: imaml`` only)."""
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     """Episode collection."""
     checkpoint_every: int = 1
@@ -471,6 +527,10 @@ class Config(_Checked):
 
         _one_of(self.objective, OBJECTIVES, "objective")
         _positive(self.checkpoint_every, "checkpoint_every")
+        from metarl.meta_learners import META_LEARNERS
+
+        _one_of(self.meta_learner, list(META_LEARNERS), "meta_learner")
+        META_LEARNERS[self.meta_learner].check_config(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Config:

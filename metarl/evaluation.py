@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.adaptation import AdaptationSettings, adapt_for_sampling
+from metarl.adaptation import AdaptationSettings
 from metarl.baselines import LinearFeatureBaseline
 from metarl.checkpoint import load_policy, make_policy
 from metarl.config import Config
 from metarl.errors import InputError
+from metarl.meta_learners import MetaLearner, load_meta_learner, make_meta_learner
 from metarl.policies import GaussianMLPPolicy, Params
 from metarl.sampler import Sampler, make_sampler
 
@@ -86,35 +87,42 @@ def adaptation_curve(
     steps: int,
     config: Config,
     seed: int,
+    learner: MetaLearner | None = None,
 ) -> tuple[list[list[float]], list[Params]]:
     """Per-task mean returns after 0..``steps`` policy-gradient steps, ``[step][task]``, and
     the parameters of each step (shared theta first, then stacked per-task parameters).
 
     Step ``k`` samples fresh episodes with the parameters after ``k`` steps and
-    adapts on them exactly as meta-training adapts (:func:`~metarl.adaptation.adapt_for_sampling`),
-    with the step size :meth:`~metarl.adaptation.AdaptationSettings.evaluation_lr` gives
-    (the trained steps' sizes, then half the last: 0.1, 0.05, 0.05 for the paper's config).
+    adapts on them exactly as meta-training adapts (the meta-learner's
+    :meth:`~metarl.meta_learners.MAML.adapt_for_sampling`), with the step size its
+    :meth:`~metarl.meta_learners.MAML.step_size` gives (the trained steps' sizes, then
+    half the last: 0.1, 0.05, 0.05 for the paper's config). ``learner`` defaults to the
+    config's meta-learner, freshly made; pass the trained one where it has state
+    (learned inner rates).
     """
     baseline = LinearFeatureBaseline(config.baseline_reg)
     settings = AdaptationSettings.from_config(config)
-    params: Params = {name: p.detach() for name, p in policy.named_parameters()}
+    if learner is None:
+        learner = make_meta_learner(config, policy)
+    theta: Params = {name: p.detach() for name, p in policy.named_parameters()}
+    params = theta
     curve, history = [], [params]
     for k in range(steps + 1):
         episodes = sampler.sample(policy, params, tasks, seed=step_seed(seed, k))
         curve.append([float(r) for r in episodes.episode_returns.mean(dim=-1)])
         if k == steps:
             break
-        _, params = adapt_for_sampling(
+        _, params = learner.adapt_for_sampling(
             policy,
             params,
+            theta,
             episodes,
             baseline,
             settings,
             gamma=config.gamma,
             gae_lambda=config.gae_lambda,
             normalize=config.normalize_advantages,
-            lr=settings.evaluation_lr(k),
-            steps=1,
+            step=k,
         )
         history.append(params)
     return curve, history
@@ -150,7 +158,8 @@ def evaluate(
             raise InputError(f"--{name} must be at least 1, got {value}")
     if steps < 0:
         raise InputError(f"--steps must be at least 0, got {steps}")
-    config, policy, _ = load_policy(run_dir)
+    config, policy, state = load_policy(run_dir)
+    learner = load_meta_learner(config, policy, state)  # its learned inner rates, if any
     baseline_paths = _baseline_paths(baselines_dir)
     out = Path(out) if out is not None else Path(run_dir) / "evaluation" / "results.json"
     import gymnasium as gym
@@ -158,8 +167,10 @@ def evaluate(
     task_distribution = gym.make(config.env).unwrapped
     tasks = held_out_tasks(task_distribution, num_tasks, seed)
 
-    def curve_of(candidate: GaussianMLPPolicy) -> dict[str, Any]:
-        per_step, _ = adaptation_curve(candidate, sampler, tasks, steps, config, seed)
+    def curve_of(
+        candidate: GaussianMLPPolicy, trained: MetaLearner | None = None
+    ) -> dict[str, Any]:
+        per_step, _ = adaptation_curve(candidate, sampler, tasks, steps, config, seed, trained)
         return {str(k): confidence_interval(values) for k, values in enumerate(per_step)}
 
     results: dict[str, Any] = {
@@ -171,7 +182,7 @@ def evaluate(
     with make_sampler(
         config.env, num_tasks, episodes, config.horizon, config.sampler, config.env_kwargs
     ) as sampler:
-        results["metarl"] = curve_of(policy)
+        results["metarl"] = curve_of(policy, learner)
         torch.manual_seed(seed)
         random_policy = make_policy(config, policy.obs_dim, policy.act_dim)
         results["baselines"] = {"random": curve_of(random_policy)}

@@ -3,7 +3,9 @@
 One iteration: sample tasks, collect pre-adaptation episodes with theta, adapt
 theta to each task with one policy-gradient step, collect post-adaptation
 episodes with the adapted parameters, take a meta-step (TRPO or PPO), log,
-checkpoint. Everything random in an iteration is seeded from ``(seed,
+checkpoint. The method of the MAML family (MAML, Reptile, iMAML; see
+:mod:`metarl.meta_learners`) says how each inner step adapts and how the
+meta-step is formed; the loop is the same for all. Everything random in an iteration is seeded from ``(seed,
 iteration)``, so a resumed run repeats the numbers of an uninterrupted one.
 """
 
@@ -22,12 +24,7 @@ import numpy as np
 import torch
 
 import envs
-from metarl.adaptation import (
-    AdaptationSettings,
-    adapt_for_sampling,
-    compute_advantages,
-    step_sizes,
-)
+from metarl.adaptation import AdaptationSettings, compute_advantages
 from metarl.baselines import LinearFeatureBaseline
 from metarl.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -43,6 +40,7 @@ from metarl.checkpoint import (
 from metarl.config import Config, ConfigError, save_config
 from metarl.episodes import Episodes
 from metarl.errors import InputError
+from metarl.meta_learners import make_meta_learner, multi_step_loss_weights
 from metarl.meta_optimizers import make_meta_optimizer
 from metarl.objectives import MetaBatch
 from metarl.sampler import Sampler, make_sampler
@@ -110,6 +108,7 @@ class Trainer:
         self.policy = make_policy(config, obs_dim, act_dim)
         self.baseline = LinearFeatureBaseline(config.baseline_reg)
         self.meta_optimizer = make_meta_optimizer(config.meta_optimizer)
+        self.meta_learner = make_meta_learner(config, self.policy)
         self.adaptation = AdaptationSettings.from_config(config)
         self.start_iteration, self.env_steps, self.elapsed_s = 0, 0, 0.0
         if resume and not self.run_dir.is_dir():
@@ -189,24 +188,24 @@ class Trainer:
         # next step on fresh episodes of the parameters before it (values only: the
         # meta-step rebuilds the graph through every step).
         sampling_s = adaptation_s = 0.0
-        params = dict(self.policy.named_parameters())
+        theta = params = dict(self.policy.named_parameters())
         pres, pre_advantages = [], []
-        for k, lr in enumerate(step_sizes(self.adaptation.lr, steps)):
+        for k in range(steps):
             t0 = time.perf_counter()
             pres.append(sampler.sample(self.policy, params, tasks, seed=pre_seeds[k]))
             sampling_s += time.perf_counter() - t0
             t0 = time.perf_counter()
-            advantages, params = adapt_for_sampling(
+            advantages, params = self.meta_learner.adapt_for_sampling(
                 self.policy,
                 params,
+                theta,
                 pres[-1],
                 self.baseline,
                 self.adaptation,
                 gamma=c.gamma,
                 gae_lambda=c.gae_lambda,
                 normalize=c.normalize_advantages,
-                lr=lr,
-                steps=1,
+                step=k,
             )
             pre_advantages.append(advantages)
             adaptation_s += time.perf_counter() - t0
@@ -216,7 +215,7 @@ class Trainer:
         post = sampler.sample(self.policy, params, tasks, seed=post_seed)
         sampling_s += time.perf_counter() - t0
 
-        # 5. Meta-step.
+        # 5. Meta-step, as the meta-learner forms it.
         t0 = time.perf_counter()
         post_advantages = compute_advantages(
             post, self.baseline, c.gamma, c.gae_lambda, c.normalize_advantages
@@ -231,11 +230,20 @@ class Trainer:
         settings = self.adaptation
         if iteration < c.adaptation.first_order_iterations:
             settings = dataclasses.replace(settings, first_order=True)  # MAML++'s annealing
+        annealed = c.adaptation.multi_step_loss_iterations
+        if annealed:  # MAML++'s multi-step loss, weights annealed toward the last step
+            weights = multi_step_loss_weights(steps, iteration, annealed)
+            settings = dataclasses.replace(settings, step_weights=weights)
+            metrics_extra = {"last_step_weight": weights[-1] if weights else 1.0}
+        else:
+            metrics_extra = {}
         try:
-            metrics = self.meta_optimizer.step(self.policy, batch, settings)
+            metrics = self.meta_learner.step(self.policy, batch, settings, self.meta_optimizer)
         except FloatingPointError as err:
             raise TrainingDiverged(self._diverged_message(iteration, str(err))) from err
+        metrics = {**metrics, **metrics_extra, **self.meta_learner.metrics()}
         bad = [n for n, p in self.policy.named_parameters() if not torch.isfinite(p).all()]
+        bad += [n for n, v in self.meta_learner.metrics().items() if not np.isfinite(v)]
         if bad:
             raise TrainingDiverged(
                 self._diverged_message(iteration, f"non-finite parameters {bad}")
@@ -298,6 +306,7 @@ class Trainer:
             "policy": self.policy.state_dict(),
             "policy_spec": {"obs_dim": self.policy.obs_dim, "act_dim": self.policy.act_dim},
             "meta_optimizer": self.meta_optimizer.state_dict(),
+            "meta_learner": self.meta_learner.state_dict(),
             "rng": get_rng_states(),
         }
         return save_checkpoint(state, self.checkpoint_path)
@@ -332,6 +341,7 @@ class Trainer:
             )
         self.policy.load_state_dict(state["policy"])
         self.meta_optimizer.load_state_dict(state["meta_optimizer"])
+        self.meta_learner.load_state_dict(state.get("meta_learner", {}))
         set_rng_states(state["rng"])
         self.start_iteration = int(state["iteration"])
         self.env_steps = int(state["env_steps"])

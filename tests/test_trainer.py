@@ -179,11 +179,11 @@ def test_a_non_finite_meta_step_stops_the_run_and_keeps_the_last_good_checkpoint
     real_step = trainer.meta_optimizer.step
     calls = []
 
-    def step(policy, batch, settings):
+    def step(policy, batch, settings, *learner):
         calls.append(1)
         if len(calls) == 2:
             batch = inject(policy, batch)
-        return real_step(policy, batch, settings)
+        return real_step(policy, batch, settings, *learner)
 
     monkeypatch.setattr(trainer.meta_optimizer, "step", step)
     saved = []  # latest.pt's tensors as each finished iteration left it
@@ -472,9 +472,9 @@ def test_derivative_order_annealing_is_first_order_for_the_first_iterations(tmp_
     trainer = Trainer(tiny(iterations=4, adaptation=adaptation), tmp_path / "run", progress=False)
     real = trainer.meta_optimizer.step
 
-    def spy(policy, batch, settings):
+    def spy(policy, batch, settings, *learner):
         seen.append(settings.first_order)
-        return real(policy, batch, settings)
+        return real(policy, batch, settings, *learner)
 
     monkeypatch.setattr(trainer.meta_optimizer, "step", spy)
     trainer.train()

@@ -11,16 +11,19 @@ on the pre-adaptation observations, ProMP's trust region for the pre-update poli
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from metarl.adaptation import AdaptationSettings, adapted_stats, exploration_loss, policy_stats
+from metarl.adaptation import AdaptationSettings, policy_stats
 from metarl.config import PPOConfig, with_settings
-from metarl.meta_optimizers.trpo import check_finite, check_step_inputs, mean_kl
+from metarl.meta_optimizers.trpo import _default_learner, check_finite, check_step_inputs, mean_kl
 from metarl.objectives import MetaBatch, clipped_surrogate, gaussian_log_prob
-from metarl.policies import params_of
+from metarl.policies import Params, params_of
+
+if TYPE_CHECKING:
+    from metarl.meta_learners import MetaLearner
 
 __all__ = ["PPO"]
 
@@ -59,9 +62,16 @@ class PPO:
         return self._adam
 
     def step(
-        self, policy: nn.Module, batch: MetaBatch, adaptation: AdaptationSettings
+        self,
+        policy: nn.Module,
+        batch: MetaBatch,
+        adaptation: AdaptationSettings,
+        learner: MetaLearner | None = None,
     ) -> dict[str, float]:
         """``epochs`` Adam steps on ``policy`` in place; returns metrics.
+
+        ``learner`` (default MAML) says how to re-adapt and how to form the meta-gradient
+        (:mod:`metarl.meta_learners`); its own meta-parameters move with the policy's.
 
         Metrics: ``loss_before`` (clipped surrogate at the first epoch),
         ``loss_after`` (after the last), ``kl`` (mean KL between the old and new
@@ -71,28 +81,29 @@ class PPO:
             FloatingPointError: NaN/inf in the parameters, the batch, a loss or a
                 gradient; parameters and Adam's state are then restored first.
         """
+        learner = _default_learner() if learner is None else learner
         theta = params_of(policy)
-        params = list(theta.values())
+        params = learner.meta_parameters(policy)
         check_step_inputs(params, batch)
         adam = self._optimizer(params)
         pre, post = batch.first_pre, batch.post
 
-        def stats(first_order: bool) -> tuple[Tensor, Tensor]:
-            _, mean, std = adapted_stats(policy, params_of(policy), batch, adaptation, first_order)
-            return mean, std
+        def stats(first_order: bool) -> tuple[list[Params], Tensor, Tensor]:
+            return learner.adapted_stats(policy, params_of(policy), batch, adaptation, first_order)
+
+        def clipped(log_probs: Tensor, old: Tensor, advantages: Tensor, mask: Tensor) -> Tensor:
+            return clipped_surrogate(log_probs, old, advantages, mask, self.clip)
 
         def surrogate(mean: Tensor, std: Tensor) -> Tensor:
             log_probs = gaussian_log_prob(mean, std, post.actions)
-            return clipped_surrogate(
-                log_probs, post.log_probs, batch.post_advantages, post.mask, self.clip
-            ).mean()
+            return clipped(log_probs, post.log_probs, batch.post_advantages, post.mask).mean()
 
         def inner_kl() -> Tensor:
             mean, std = policy_stats(policy, params_of(policy), pre.observations)
             return mean_kl(old_pre_mean, old_pre_std, mean, std, pre.mask)
 
         with torch.no_grad():
-            old_mean, old_std = (t.detach() for t in stats(first_order=True))
+            old_mean, old_std = (t.detach() for t in stats(first_order=True)[1:])
             old_pre_mean, old_pre_std = policy_stats(policy, theta, pre.observations)
 
         snapshot = [p.detach().clone() for p in params]
@@ -100,11 +111,13 @@ class PPO:
         loss_before = float("nan")
         try:
             for epoch in range(self.epochs):
-                loss = surrogate(*stats(adaptation.first_order))
-                loss = loss + exploration_loss(policy, params_of(policy), batch, adaptation)
+                trace, mean, std = stats(adaptation.first_order)
+                loss = learner.meta_loss(
+                    policy, params_of(policy), batch, adaptation, trace, mean, std, clipped
+                )
                 total = loss + self.inner_kl_coeff * inner_kl() if self.inner_kl_coeff else loss
                 check_finite(f"meta-loss at epoch {epoch}", total)
-                grads = torch.autograd.grad(total, params, materialize_grads=True)
+                grads = learner.meta_gradient(policy, total, params, trace, batch, adaptation)
                 check_finite(f"meta-gradient at epoch {epoch}", grads)
                 if epoch == 0:
                     loss_before = float(loss.detach())
@@ -122,7 +135,7 @@ class PPO:
             raise
 
         with torch.no_grad():
-            mean, std = stats(first_order=True)
+            _, mean, std = stats(first_order=True)
             metrics = {
                 "loss_before": loss_before,
                 "loss_after": float(surrogate(mean, std)),

@@ -34,13 +34,13 @@ from __future__ import annotations
 import functools
 import itertools
 import warnings
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from metarl.adaptation import AdaptationSettings, adapted_stats, exploration_loss
+from metarl.adaptation import AdaptationSettings
 from metarl.config import TRPOConfig, with_settings
 from metarl.meta_optimizers.optim import (
     backtracking_line_search,
@@ -49,14 +49,11 @@ from metarl.meta_optimizers.optim import (
     hessian_vector_product,
     unflat,
 )
-from metarl.objectives import (
-    MetaBatch,
-    gaussian_kl,
-    gaussian_log_prob,
-    masked_task_mean,
-    outer_surrogate,
-)
+from metarl.objectives import MetaBatch, gaussian_kl, masked_task_mean, outer_surrogate
 from metarl.policies import Params, params_of
+
+if TYPE_CHECKING:
+    from metarl.meta_learners import MetaLearner
 
 __all__ = [
     "CURVATURE_PRODUCTS",
@@ -120,6 +117,7 @@ def output_fisher_fvp(
     params: Sequence[Tensor],
     damping: float,
     through_adaptation: bool = True,
+    step_sizes: Sequence[Mapping[str, Tensor]] | None = None,
 ) -> Callable[[Tensor], Tensor]:
     """``v -> J^T M J v + damping * v`` through the inner steps (see the module docstring).
 
@@ -128,17 +126,29 @@ def output_fisher_fvp(
             by :func:`metarl.adaptation.adapt_steps` (graphs retained).
         mean, std: the policy at the post-adaptation observations under ``trace[-1]``.
         mask: the post-adaptation mask ``[K, T, E]``.
-        params: the shared parameters theta that ``trace[0]`` expands, in flat-vector order.
+        params: the shared parameters theta that ``trace[0]`` expands, in flat-vector order,
+            then the learned step sizes if there are any.
         damping: added times ``v``.
         through_adaptation: ``J`` through the inner steps (``gauss_newton``); False takes
             ``d phi / d theta = I``, giving ``mean_k F_k(phi_k) v``, the Fisher at the
             adapted parameters (``adapted_fisher``; only ``trace[-1]`` is used).
+        step_sizes: MAML++'s learned rates, one mapping per step from parameter name to
+            a scalar tensor, that sit in ``params`` after theta (step by step, each in
+            theta's order); ``None`` when the step sizes are fixed.
 
     ``J_adapt v`` is taken as a vjp, which needs every inner step's Jacobian to
     be symmetric: it is for the three inner surrogates here, whose autograd
     second derivatives are Hessians (DiCE's that of its importance-weighted twin).
+    With a rate per tensor, step ``k``'s Jacobian ``J = I - D H`` (``D`` the rates)
+    is not symmetric, but ``J w = D J^T D^-1 w`` is still one vjp; a rate's own
+    column is ``d phi_{k+1} / d rate = -g_k``, the step's inner gradient, read off
+    the trace as ``(phi_k - phi_{k+1}) / rate``.
     """
     params = list(params)
+    if step_sizes is not None:
+        return _learned_rate_fisher_fvp(
+            trace, mean, std, mask, params, damping, through_adaptation, step_sizes
+        )
     num_tasks = mask.shape[0]
     phi = list(trace[-1].values())
     outputs = (mean, std.log())
@@ -162,6 +172,58 @@ def output_fisher_fvp(
             jtu = torch.autograd.grad(outputs, params, u, retain_graph=True)
         else:
             jtu = [g.sum(0) for g in torch.autograd.grad(outputs, phi, u, retain_graph=True)]
+        return flat(jtu) + damping * v
+
+    return product
+
+
+def _learned_rate_fisher_fvp(
+    trace: Sequence[Params],
+    mean: Tensor,
+    std: Tensor,
+    mask: Tensor,
+    params: list[Tensor],
+    damping: float,
+    through_adaptation: bool,
+    step_sizes: Sequence[Mapping[str, Tensor]],
+) -> Callable[[Tensor], Tensor]:
+    """:func:`output_fisher_fvp` with learned per-tensor rates among the parameters."""
+    names = list(trace[0])
+    num_tasks, count = mask.shape[0], len(names)
+    phi = list(trace[-1].values())
+    outputs = (mean, std.log())
+    fisher = _fisher_weights(mask, std)
+    dummies = [torch.zeros_like(o, requires_grad=True) for o in outputs]
+    jt_dummy = torch.autograd.grad(outputs, phi, dummies, create_graph=True)
+    rates = [[step[n].detach() for n in names] for step in step_sizes]
+    inner_grads = [
+        [((before[n] - after[n]) / r).detach() for n, r in zip(names, rate, strict=True)]
+        for (before, after), rate in zip(itertools.pairwise(trace), rates, strict=True)
+    ]
+
+    def product(v: Tensor) -> Tensor:
+        chunks = unflat(v, params)
+        w = [x.expand(num_tasks, *x.shape) for x in chunks[:count]]
+        steps = zip(itertools.pairwise(trace), rates, inner_grads, strict=True)
+        for k, ((before, after), rate, grads) in enumerate(steps):
+            if through_adaptation:  # J w = D J^T D^-1 w
+                scaled = [x / r for x, r in zip(w, rate, strict=True)]
+                back = torch.autograd.grad(
+                    list(after.values()), list(before.values()), scaled, retain_graph=True
+                )
+                w = [x * r for x, r in zip(back, rate, strict=True)]
+            dv = chunks[count * (k + 1) : count * (k + 2)]
+            w = [x - d * g for x, d, g in zip(w, dv, grads, strict=True)]
+        jv = torch.autograd.grad(jt_dummy, dummies, w, retain_graph=True)
+        u = [f * j for f, j in zip(fisher, jv, strict=True)]
+        if through_adaptation:
+            jtu = list(torch.autograd.grad(outputs, params, u, retain_graph=True))
+        else:
+            at_phi = torch.autograd.grad(outputs, phi, u, retain_graph=True)
+            jtu = [g.sum(0) for g in at_phi]
+            jtu += [
+                -(g * x).sum() for grads in inner_grads for g, x in zip(grads, at_phi, strict=True)
+            ]
         return flat(jtu) + damping * v
 
     return product
@@ -228,13 +290,19 @@ class TRPO:
         self.num_skipped = 0
 
     def step(
-        self, policy: nn.Module, batch: MetaBatch, adaptation: AdaptationSettings
+        self,
+        policy: nn.Module,
+        batch: MetaBatch,
+        adaptation: AdaptationSettings,
+        learner: MetaLearner | None = None,
     ) -> dict[str, float]:
         """One meta-update of ``policy`` in place; returns metrics.
 
         Reads as TRPO does: the meta-loss and its gradient through the inner step, the
         natural-gradient direction by conjugate gradient on the curvature product,
-        then a backtracking line search on the exact mean KL.
+        then a backtracking line search on the exact mean KL. ``learner`` (default MAML)
+        says how to re-adapt and how to form the meta-gradient
+        (:mod:`metarl.meta_learners`); its own meta-parameters move with the policy's.
 
         Metrics: ``loss_before``, ``loss_after`` (surrogate, lower is better),
         ``kl`` (mean KL of the accepted step, 0 if rejected), ``ls_steps``,
@@ -246,18 +314,23 @@ class TRPO:
             FloatingPointError: NaN/inf in the parameters, the batch, the loss,
                 its gradient or the step, before the parameters change.
         """
+        learner = _default_learner() if learner is None else learner
         theta = params_of(policy)
-        params = list(theta.values())
+        params = learner.meta_parameters(policy)
         check_step_inputs(params, batch)
         self.num_steps += 1
 
         # 1. The meta-loss through the inner step, and its gradient (graph kept for F v).
-        trace, mean, std = adapted_stats(policy, theta, batch, adaptation)
+        trace, mean, std = learner.adapted_stats(policy, theta, batch, adaptation)
         old_mean, old_std = mean.detach(), std.detach()
-        loss = self._meta_loss(policy, theta, batch, adaptation, mean, std)
+        loss = learner.meta_loss(
+            policy, theta, batch, adaptation, trace, mean, std, outer_surrogate
+        )
         check_finite("meta-loss", loss)
         loss_before = float(loss.detach())
-        grad = flat(torch.autograd.grad(loss, params, retain_graph=True, materialize_grads=True))
+        grad = flat(
+            learner.meta_gradient(policy, loss, params, trace, batch, adaptation, retain_graph=True)
+        )
         check_finite("meta-gradient", grad)
         metrics = {
             "loss_before": loss_before,
@@ -271,7 +344,9 @@ class TRPO:
 
         # 2. The natural-gradient direction x = F^-1 g, scaled to the trust region's edge.
         x = conjugate_gradient(
-            self._fvp(policy, theta, batch, adaptation, trace, mean, std), grad, self.cg_iters
+            self._fvp(policy, theta, params, batch, adaptation, learner, trace, mean, std),
+            grad,
+            self.cg_iters,
         )
         check_finite("conjugate-gradient step", x)
         del trace, mean, std, loss  # free the graphs before the line search
@@ -293,8 +368,10 @@ class TRPO:
         def evaluate() -> tuple[float, float]:
             with torch.no_grad():
                 now = params_of(policy)
-                _, mean, std = adapted_stats(policy, now, batch, adaptation, True)
-                loss = self._meta_loss(policy, now, batch, adaptation, mean, std)
+                trace, mean, std = learner.adapted_stats(policy, now, batch, adaptation, True)
+                loss = learner.meta_loss(
+                    policy, now, batch, adaptation, trace, mean, std, outer_surrogate
+                )
                 kl = mean_kl(old_mean, old_std, mean, std, batch.post.mask)
             return float(loss), float(kl)
 
@@ -312,27 +389,14 @@ class TRPO:
             metrics.update(loss_after=result.loss, kl=result.kl, step_fraction=result.fraction)
         return metrics
 
-    @staticmethod
-    def _meta_loss(
-        policy: nn.Module,
-        params: Params,
-        batch: MetaBatch,
-        adaptation: AdaptationSettings,
-        mean: Tensor,
-        std: Tensor,
-    ) -> Tensor:
-        """The post-adaptation surrogate (plus E-MAML's exploration term where it applies)."""
-        post = batch.post
-        log_probs = gaussian_log_prob(mean, std, post.actions)
-        loss = outer_surrogate(log_probs, post.log_probs, batch.post_advantages, post.mask).mean()
-        return loss + exploration_loss(policy, params, batch, adaptation)
-
     def _fvp(
         self,
         policy: nn.Module,
         theta: Params,
+        params: Sequence[Tensor],
         batch: MetaBatch,
         adaptation: AdaptationSettings,
+        learner: MetaLearner,
         trace: Sequence[Params],
         mean: Tensor,
         std: Tensor,
@@ -346,10 +410,13 @@ class TRPO:
             draw = torch.Generator().manual_seed(self.num_steps - 1)
             chosen = torch.randperm(num_tasks, generator=draw)[:count].sort().values
             sub = batch.select(chosen)
-            trace, mean, std = adapted_stats(policy, theta, sub, adaptation)
+            trace, mean, std = learner.adapted_stats(policy, theta, sub, adaptation)
             mask = sub.post.mask
         product = CURVATURE_PRODUCTS[self.fvp]
-        return product(trace, mean, std, mask, list(theta.values()), self.cg_damping)
+        rates = learner.curvature_step_sizes()
+        if rates is None:
+            return product(trace, mean, std, mask, list(params), self.cg_damping)
+        return product(trace, mean, std, mask, list(params), self.cg_damping, step_sizes=rates)
 
     def state_dict(self) -> dict[str, Any]:
         """TRPO keeps no optimizer state beyond its step counters."""
@@ -358,3 +425,9 @@ class TRPO:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.num_steps = int(state["num_steps"])
         self.num_skipped = int(state.get("num_skipped", 0))
+
+
+def _default_learner() -> MetaLearner:
+    from metarl.meta_learners import MAML
+
+    return MAML()
