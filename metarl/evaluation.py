@@ -175,6 +175,9 @@ def evaluate(
 
     results: dict[str, Any] = {
         "env": config.env,
+        # Which meta-training state was evaluated: a run that goes on is evaluated again.
+        "iteration": int(state["iteration"]),
+        "env_steps": int(state["env_steps"]),
         "tasks": tasks,
         "seed": seed,
         "episodes": episodes,

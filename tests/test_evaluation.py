@@ -14,6 +14,7 @@ import torch
 from conftest import CONFIGS, tiny_navigation_config
 
 from metarl.adaptation import adapt_for_sampling
+from metarl.checkpoint import load_checkpoint
 from metarl.cli import main
 from metarl.evaluation import (
     adaptation_curve,
@@ -75,6 +76,9 @@ def test_evaluate_schema(run_dir, tmp_path):
     on_disk = json.loads(out.read_text())
     assert on_disk == json.loads(json.dumps(results))
     assert on_disk["env"] == "metarl/Navigation2D-v0"
+    saved = load_checkpoint(run_dir)  # the evaluated state is named
+    assert (on_disk["iteration"], on_disk["env_steps"]) == (saved["iteration"], saved["env_steps"])
+    assert on_disk["iteration"] > 0
     assert len(on_disk["tasks"]) == 3
     for curve in (on_disk["metarl"], on_disk["baselines"]["random"]):
         assert sorted(curve) == ["0", "1", "2"]
