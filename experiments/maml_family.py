@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import subprocess
 import sys
 from pathlib import Path
+
+from runs import train_run
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "experiments" / "results" / "maml-family"
@@ -54,26 +55,8 @@ def method_iterations(name: str, iterations: int) -> int:
 
 def run(name: str, seed: int, iterations: int, extra: list[str], results: Path) -> Path:
     run_dir = results / f"{name}-seed{seed}"
-    its = method_iterations(name, iterations)
-    sets = [arg for s in [*METHODS[name][1], *extra] for arg in ("--set", s)]
-    resume = ["--resume"] if (run_dir / "checkpoints" / "latest.pt").exists() else []
-    command = [
-        str(ROOT / ".venv" / "bin" / "metarl"),
-        "train",
-        str(CONFIG),
-        "--run-dir",
-        str(run_dir),
-        "--seed",
-        str(seed),
-        "--iterations",
-        str(its),
-        "--no-progress",
-        *sets,
-        *resume,
-    ]
-    print(" ".join(command[1:]), flush=True)
-    subprocess.run(command, check=True)
-    return run_dir
+    overrides = [*METHODS[name][1], *extra]
+    return train_run(CONFIG, run_dir, seed, method_iterations(name, iterations), overrides)
 
 
 def block_means(rows: list[dict[str, str]], budget: float, blocks: int) -> list[float | None]:

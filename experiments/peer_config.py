@@ -18,9 +18,10 @@ from __future__ import annotations
 import argparse
 import csv
 import re
-import subprocess
 import sys
 from pathlib import Path
+
+from runs import train_run
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "experiments" / "results" / "peer-config"
@@ -91,25 +92,7 @@ VARIANTS: dict[str, list[str]] = {
 
 def run(name: str, seed: int, iterations: int) -> Path:
     run_dir = RESULTS / f"{name}-seed{seed}"
-    sets = [arg for s in [*PEER, *VARIANTS[name]] for arg in ("--set", s)]
-    resume = ["--resume"] if (run_dir / "checkpoints" / "latest.pt").exists() else []
-    command = [
-        str(ROOT / ".venv" / "bin" / "metarl"),
-        "train",
-        str(CONFIG),
-        "--run-dir",
-        str(run_dir),
-        "--seed",
-        str(seed),
-        "--iterations",
-        str(iterations),
-        "--no-progress",
-        *sets,
-        *resume,
-    ]
-    print(" ".join(command[1:]), flush=True)
-    subprocess.run(command, check=True)
-    return run_dir
+    return train_run(CONFIG, run_dir, seed, iterations, [*PEER, *VARIANTS[name]])
 
 
 def block_means(path: Path, column: str) -> list[float]:
