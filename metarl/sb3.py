@@ -406,7 +406,6 @@ def train_baseline(
             model = _construct(to_sb3, policy, vec, **{**kwargs, **(algo_kwargs or {})})
         use_bar, callback = _progress(progress_bar)
         model.learn(total_timesteps=total_timesteps, progress_bar=use_bar, callback=callback)
-        vec.close()
         model.save(path)
         os.replace(partial, curve_path(path))
     finally:
