@@ -15,6 +15,13 @@ optimizer's keys from the file are dropped, and other ``meta_optimizer.*``
 overrides given on the same command line then apply (in any order) and are
 checked against the new optimizer.
 
+A config file may start from another: ``base: navigation2d.yaml`` (a path
+relative to the file) reads that file first and then sets this file's keys over
+it, as overrides would (a nested mapping changes only the keys it names, and a
+different ``meta_optimizer.name`` starts that optimizer afresh). Bases may
+chain; a cycle is an error. The method configs under
+``experiments/configs/variants/`` are written this way.
+
 YAML is read with PyYAML's safe loader, changed in two ways: ``1e-5`` is a
 float (YAML 1.2; PyYAML's YAML 1.1 reads it as a string), and a key given twice
 in one mapping is an error instead of silently keeping the last.
@@ -587,7 +594,22 @@ def parse_override(override: str) -> tuple[list[str], Any]:
 
 def _apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """A copy of ``data`` with the overrides set (see the module docstring for name switches)."""
-    parsed = [parse_override(o) for o in overrides]
+    return _apply_parsed(data, [parse_override(o) for o in overrides])
+
+
+def _leaves(data: Mapping[str, Any], prefix: Sequence[str] = ()) -> list[tuple[list[str], Any]]:
+    """``(path, value)`` of every non-mapping value (and empty mapping) under ``data``."""
+    leaves: list[tuple[list[str], Any]] = []
+    for key, value in data.items():
+        path = [*prefix, str(key)]
+        if isinstance(value, Mapping) and value:
+            leaves += _leaves(value, path)
+        else:
+            leaves.append((path, value))
+    return leaves
+
+
+def _apply_parsed(data: dict[str, Any], parsed: Sequence[tuple[list[str], Any]]) -> dict[str, Any]:
     data = _deep_copy(data)
     old_opt = data.get("meta_optimizer")
     if old_opt is None:
@@ -645,6 +667,17 @@ def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
             is not a mapping, a bad override, or any bad key or value.
     """
     path = Path(path)
+    if isinstance(overrides, str):
+        raise TypeError("overrides must be a sequence of 'key=value' strings, not one string")
+    data = _read_config_file(path, ())
+    try:
+        return Config.from_dict(_apply_overrides(data, overrides))
+    except ConfigError as err:
+        raise _err(err.key, err.reason, path) from None
+
+
+def _read_config_file(path: Path, children: Sequence[Path]) -> dict[str, Any]:
+    """The mapping of the config file ``path``, its ``base`` (if any) resolved under it."""
     if not path.is_file():
         raise _err("", "config file not found" if not path.exists() else "is not a file", path)
     data = _read_yaml(path.read_text(encoding="utf-8"), str(path))
@@ -652,10 +685,21 @@ def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
         raise _err("", "is empty; expected a mapping of config keys", path)
     if not isinstance(data, dict):
         raise _err("", f"top level must be a mapping of config keys, got {_type_name(data)}", path)
-    if isinstance(overrides, str):
-        raise TypeError("overrides must be a sequence of 'key=value' strings, not one string")
+    if "base" not in data:
+        return data
+    base = data.pop("base")
+    if not isinstance(base, str) or not base.strip():
+        raise _err("base", f"must be the path of a config file, got {base!r}", path)
+    base_path = path.parent / base
+    chain = [*children, path]
+    if any(base_path.resolve() == p.resolve() for p in chain):
+        cycle = " -> ".join(str(p) for p in [*chain, base_path])
+        raise _err("base", f"config files name each other as base: {cycle}", path)
+    if not base_path.is_file():
+        raise _err("base", f"{base_path} is not a config file (a path relative to {path})", path)
+    base_data = _read_config_file(base_path, chain)  # its own errors name its own file
     try:
-        return Config.from_dict(_apply_overrides(data, overrides))
+        return _apply_parsed(base_data, _leaves(data))
     except ConfigError as err:
         raise _err(err.key, err.reason, path) from None
 

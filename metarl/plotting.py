@@ -141,6 +141,9 @@ def plot_runs(
     out: str | os.PathLike[str],
     *,
     title: str | None = None,
+    x: str = "iteration",
+    phases: Sequence[str] = ("pre", "post"),
+    labels: Mapping[str, Sequence[str | os.PathLike[str]]] | None = None,
 ) -> Path:
     """Draw pre- (dashed) and post-adaptation (solid) return vs iteration for the runs.
 
@@ -148,14 +151,31 @@ def plot_runs(
     over seeds with a min–max band. The figure is written with matplotlib's Agg
     backend (no pyplot), in the format of ``out``'s suffix (``.png``, ``.pdf``, ``.svg``).
 
+    ``x`` is the horizontal axis, a ``progress.csv`` column (``iteration`` or
+    ``env_steps``, which compares methods that sample differently per iteration);
+    ``phases`` picks the curves (``pre``, ``post``); ``labels`` (label -> runs) names
+    the groups instead of grouping by config.
+
     Raises:
         ValueError: no run dirs, or a run's ``progress.csv`` is malformed.
         FileNotFoundError: a run dir or its ``progress.csv`` is missing.
     """
     if isinstance(run_dirs, str | os.PathLike) or not run_dirs:
         raise InputError("plot_runs needs a non-empty list of run dirs")
+    if x not in ("iteration", "env_steps"):
+        raise InputError(f"x must be 'iteration' or 'env_steps', got {x!r}")
+    unknown = [p for p in phases if p not in ("pre", "post")]
+    if unknown or not phases:
+        raise InputError(f"phases must be some of 'pre', 'post', got {list(phases)!r}")
     runs = [Path(r) for r in run_dirs]
     progress = {run: read_progress(run) for run in runs}  # every error before any drawing
+    if labels is None:
+        groups = group_runs(runs)
+    else:
+        groups = [(label, [Path(r) for r in group]) for label, group in labels.items()]
+        outside = [r for _, group in groups for r in group if r not in progress]
+        if outside:
+            raise InputError(f"labels name {outside[0]}, which is not among run_dirs")
 
     # A bare Figure renders through Agg without pyplot: no display, no global
     # backend switch, nothing left open in the caller's pyplot state.
@@ -167,16 +187,17 @@ def plot_runs(
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     colours = rcParams["axes.prop_cycle"].by_key()["color"]
-    for index, (label, group) in enumerate(group_runs(runs)):
+    for index, (label, group) in enumerate(groups):
         colour = colours[index % len(colours)]
         seeds = f" ({len(group)} runs)" if len(group) > 1 else ""
-        for column, style, phase in (("return_pre", "--", "pre"), ("return_post", "-", "post")):
-            curves = [(progress[r]["iteration"], progress[r][column]) for r in group]
+        for phase in phases:
+            column, style = f"return_{phase}", "--" if phase == "pre" else "-"
+            curves = [(progress[r][x], progress[r][column]) for r in group]
             it, mean, low, high = _aggregate(curves)
             ax.plot(it, mean, style, color=colour, label=f"{label}{seeds}, {phase}")
             if len(group) > 1:
                 ax.fill_between(it, low, high, color=colour, alpha=0.2, linewidth=0)
-    ax.set_xlabel("meta-iteration")
+    ax.set_xlabel("meta-iteration" if x == "iteration" else "environment steps")
     ax.set_ylabel("average return")
     ax.set_title(title or "pre- (dashed) and post-adaptation (solid) return")
     ax.grid(alpha=0.3)

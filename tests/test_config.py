@@ -52,6 +52,97 @@ def test_every_config_is_shipped():
     assert {p.stem for p in CONFIG_DIR.glob("*.yaml")} == set(SHIPPED)
 
 
+# Each method config of the MAML-family comparison (experiments/compare_variants.py) is its
+# env's shipped config with exactly these keys changed.
+VARIANTS = {
+    "promp": ["objective=lvc", "meta_optimizer.name=ppo", "meta_optimizer.inner_kl_coeff=5e-4"],
+    "fo-maml": ["adaptation.first_order=true"],
+    "maml-2step": ["adaptation.steps=2", "adaptation.lr=[0.1,0.1]"],
+    "maml-3step": ["adaptation.steps=3", "adaptation.lr=[0.1,0.1,0.1]"],
+    "maml++": [
+        "adaptation.steps=2",
+        "adaptation.lr=[0.1,0.1]",
+        "adaptation.learn_lr=true",
+        "adaptation.multi_step_loss_iterations=20",
+        "adaptation.first_order_iterations=10",
+    ],
+    "reptile": ["adaptation.steps=2", "adaptation.lr=[0.1,0.1]", "meta_learner=reptile"],
+    "imaml": ["meta_learner=imaml"],
+    "emaml": ["objective=emaml"],
+}
+
+
+@pytest.mark.parametrize("env", ["navigation2d", "halfcheetah-dir"])
+@pytest.mark.parametrize("method", sorted(VARIANTS))
+def test_variant_config_is_the_shipped_one_with_its_keys(env, method):
+    path = CONFIG_DIR / "variants" / f"{env}-{method}.yaml"
+    shipped = load_config(CONFIG_DIR / f"{env}.yaml")
+    config = load_config(path)
+    assert config == load_config(CONFIG_DIR / f"{env}.yaml", VARIANTS[method])
+    assert config != shipped
+    body = path.read_text().splitlines()
+    for number, line in enumerate(body, 1):
+        assert "#" in line, f"{path.name} line {number} has no comment: {line!r}"
+
+
+def test_every_variant_config_is_known():
+    found = {p.stem for p in (CONFIG_DIR / "variants").glob("*.yaml")}
+    assert found == {f"{e}-{m}" for e in ("navigation2d", "halfcheetah-dir") for m in VARIANTS}
+
+
+def _files(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
+def test_base_config_sets_the_file_keys_over_its_base(tmp_path_factory):
+    root = tmp_path_factory.mktemp("configs")
+    _files(
+        root,
+        {
+            "base.yaml": "env: metarl/Navigation2D-v0\nseed: 3\n"
+            "adaptation: {lr: 0.2, first_order: true}\n"
+            "meta_optimizer: {name: trpo, max_kl: 0.02}\n",
+            "mid/mid.yaml": "base: ../base.yaml\nhorizon: 50\nadaptation: {steps: 2, lr: [0.1, 0.05]}\n",
+            "top.yaml": "base: mid/mid.yaml\nmeta_optimizer: {name: ppo, epochs: 3}\n",
+        },
+    )
+    mid = load_config(root / "mid" / "mid.yaml")
+    # A nested mapping changes only the keys it names; the rest comes from the base.
+    assert (mid.seed, mid.horizon, mid.adaptation.first_order) == (3, 50, True)
+    assert mid.adaptation.lrs == [0.1, 0.05]
+    assert mid.meta_optimizer == TRPOConfig(max_kl=0.02)
+    top = load_config(root / "top.yaml", ["seed=4"])
+    # A chain of bases; another optimizer's name starts it afresh; overrides come last.
+    assert (top.seed, top.horizon, top.adaptation.steps) == (4, 50, 2)
+    assert top.meta_optimizer == PPOConfig(epochs=3)
+
+
+@pytest.mark.parametrize(
+    "files, words",
+    [
+        ({"a.yaml": "base: a.yaml\nseed: 1\n"}, "name each other as base"),
+        ({"a.yaml": "base: b.yaml\n", "b.yaml": "base: a.yaml\n"}, "name each other as base"),
+        ({"a.yaml": "base: missing.yaml\n"}, "missing.yaml is not a config file"),
+        ({"a.yaml": "base: [x]\n"}, "base: must be the path of a config file"),
+        ({"a.yaml": "base: b.yaml\n", "b.yaml": "env: [\n"}, "b.yaml.*not valid YAML"),
+        (
+            {
+                "a.yaml": "base: b.yaml\nadaptaton: {lr: 0.1}\n",
+                "b.yaml": "env: metarl/Navigation2D-v0\n",
+            },
+            "a.yaml.*adaptaton: unknown key",
+        ),
+    ],
+)
+def test_bad_base_is_named(tmp_path_factory, files, words):
+    root = tmp_path_factory.mktemp("configs")
+    _files(root, files)
+    with pytest.raises(ConfigError, match=words):
+        load_config(root / "a.yaml")
+
+
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_config_loads_with_paper_values(name):
     env, tasks, episodes, horizon = SHIPPED[name]

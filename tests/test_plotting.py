@@ -95,3 +95,36 @@ def test_bad_cell_and_no_runs(tmp_path):
         read_progress(run)
     with pytest.raises(ValueError, match="non-empty"):
         plot_runs([], tmp_path / "x.png")
+
+
+def test_env_steps_axis_named_groups_and_one_phase(tmp_path, monkeypatch):
+    a0, a1 = _run(tmp_path, "a0", seed=0), _run(tmp_path, "a1", seed=1)
+    b = _run(tmp_path, "b", lr=0.05, rows=3)
+    figures = []
+    real_savefig = Figure.savefig
+    monkeypatch.setattr(
+        Figure, "savefig", lambda fig, *a, **k: (figures.append(fig), real_savefig(fig, *a, **k))
+    )
+    plot_runs(
+        [a0, a1, b],
+        tmp_path / "steps.png",
+        x="env_steps",
+        phases=("post",),
+        labels={"method A": [a0, a1], "method B": [b]},
+    )
+    (ax,) = figures[0].axes
+    lines = {line.get_label(): line for line in ax.lines}
+    assert set(lines) == {"method A (2 runs), post", "method B, post"}
+    np.testing.assert_array_equal(lines["method B, post"].get_xdata(), [4000, 8000, 12000])
+    np.testing.assert_allclose(lines["method A (2 runs), post"].get_ydata()[:2], [-39.5, -37.5])
+    assert ax.get_xlabel() == "environment steps"
+
+
+def test_bad_axis_phase_or_label_is_named(tmp_path):
+    run = _run(tmp_path, "r")
+    with pytest.raises(ValueError, match="x must be 'iteration' or 'env_steps'"):
+        plot_runs([run], tmp_path / "x.png", x="time")
+    with pytest.raises(ValueError, match="phases must be some of"):
+        plot_runs([run], tmp_path / "x.png", phases=("during",))
+    with pytest.raises(ValueError, match="not among run_dirs"):
+        plot_runs([run], tmp_path / "x.png", labels={"other": [tmp_path / "other"]})
