@@ -243,8 +243,13 @@ def test_cli_train_and_bad_config(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides",
-    [[], ["objective=emaml"], ["adaptation.steps=2", "adaptation.lr=[0.1,0.1]"]],
-    ids=["maml", "emaml", "two-steps"],
+    [
+        [],
+        ["objective=emaml"],
+        ["adaptation.steps=2", "adaptation.lr=[0.1,0.1]"],
+        ["adaptation.steps=3", "adaptation.lr=[0.1,0.1,0.1]"],
+    ],
+    ids=["maml", "emaml", "two-steps", "three-steps"],
 )
 def test_navigation_learns_to_adapt(tmp_path, overrides):
     """Post-adaptation return beats pre-adaptation and the first iteration, by clear margins."""
