@@ -86,8 +86,8 @@ def evaluation_path(run_dir: Path) -> Path:
 def evaluate(run_dir: Path) -> Path:
     """``metarl evaluate`` the run's last checkpoint, unless its results already are of it."""
     out = evaluation_path(run_dir)
-    last = int(read_progress(run_dir)["iteration"][-1])
-    if out.exists() and json.loads(out.read_text()).get("iteration") == last:
+    done = int(read_progress(run_dir)["iteration"][-1]) + 1  # results.json counts iterations done
+    if out.exists() and json.loads(out.read_text()).get("iteration") == done:
         return out
     command = [
         str(ROOT / ".venv" / "bin" / "metarl"),
@@ -151,7 +151,9 @@ def summarise(env: str, results: Path, blocks: int) -> str:
     eval_steps = ("0", "1", str(EVAL_STEPS))
     rows = []
     for run_dir, method, progress, held_out in runs:
-        evaluated = held_out is not None and held_out["iteration"] == int(progress["iteration"][-1])
+        evaluated = (
+            held_out is not None and held_out["iteration"] == int(progress["iteration"][-1]) + 1
+        )
         rows.append(
             {
                 "run": run_dir.name,
