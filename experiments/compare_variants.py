@@ -12,7 +12,7 @@ so the script can be stopped and rerun. Each finished run is then evaluated with
 task and step) after 0..3 inner steps at the run's inner rates.
 
 Beside the runs, ``summary.csv`` / ``summary.md`` give per run and per method
-(mean over seeds) the held-out return after 0, 1 and 3 steps with a 95%
+(mean over seeds) the held-out return after 0 to 3 steps with a 95%
 confidence interval (over tasks for a run, over seeds for a method), the
 training curve's post-adaptation return in blocks of equal env steps, the env
 steps and the wall time; ``curves.png`` draws post-adaptation return against
@@ -148,7 +148,7 @@ def summarise(env: str, results: Path, blocks: int) -> str:
     if not runs:
         return f"no runs under {results}\n"
     budget = max(float(p["env_steps"][-1]) for _, _, p, _ in runs)
-    eval_steps = ("0", "1", str(EVAL_STEPS))
+    eval_steps = [str(k) for k in range(EVAL_STEPS + 1)]
     rows = []
     for run_dir, method, progress, held_out in runs:
         evaluated = (
@@ -236,14 +236,14 @@ def summarise(env: str, results: Path, blocks: int) -> str:
                 ]
             )
 
+    steps_header = " | ".join(f"step {k}" for k in eval_steps)
     lines = [
-        f"{env}: held-out return (40 tasks, 20 episodes each) after 0, 1 and {EVAL_STEPS} inner "
+        f"{env}: held-out return (40 tasks, 20 episodes each) after 0 to {EVAL_STEPS} inner "
         f"steps, mean over seeds [95% CI over seeds], at an equal budget of {budget:,.0f} env "
-        "steps; the training curve's post-adaptation return in blocks of equal env steps.",
+        "steps.",
         "",
-        "| method | seeds | iterations | env steps | wall time (min) | step 0 | step 1 | "
-        f"step {EVAL_STEPS} | " + " | ".join(f"block {b + 1}" for b in range(blocks)) + " |",
-        "|---|---|---|---|---|---|---|---|" + "---|" * blocks,
+        f"| method | seeds | iterations | env steps | wall time (min) | {steps_header} |",
+        "|---|---|---|---|---|" + "---|" * len(eval_steps),
     ]
     for r in method_rows:
         held = r["held_out"] or {}
@@ -254,18 +254,26 @@ def summarise(env: str, results: Path, blocks: int) -> str:
         )
         lines.append(
             f"| {METHODS[r['method']][0]} | {seeds} | {r['iterations']:g} | {r['env_steps']:,.0f} | "
-            f"{r['wall_s'] / 60:.1f} | "
-            + " | ".join(_cell(held.get(k)) for k in eval_steps)
-            + " | "
-            + " | ".join(_fmt(v) for v in r["blocks"])
-            + " |"
+            f"{r['wall_s'] / 60:.1f} | " + " | ".join(_cell(held.get(k)) for k in eval_steps) + " |"
+        )
+    lines += [
+        "",
+        f"Training curve: post-adaptation return averaged over {blocks} blocks of equal env "
+        "steps (mean over seeds).",
+        "",
+        "| method | " + " | ".join(f"block {b + 1}" for b in range(blocks)) + " |",
+        "|---|" + "---|" * blocks,
+    ]
+    for r in method_rows:
+        lines.append(
+            f"| {METHODS[r['method']][0]} | " + " | ".join(_fmt(v) for v in r["blocks"]) + " |"
         )
     lines += [
         "",
         "Per run (95% CI over the 40 held-out tasks):",
         "",
-        f"| run | iterations | env steps | wall time (min) | step 0 | step 1 | step {EVAL_STEPS} |",
-        "|---|---|---|---|---|---|---|",
+        f"| run | iterations | env steps | wall time (min) | {steps_header} |",
+        "|---|---|---|---|" + "---|" * len(eval_steps),
     ]
     for r in rows:
         held = r["held_out"] or {}
