@@ -568,6 +568,14 @@ METHODS = {
         "meta_optimizer": {"name": "ppo", "epochs": 2},
     },
     "reptile": {"meta_learner": "reptile"},
+    # The comparison's other methods (experiments/configs/variants/): MAML's own loop with
+    # another estimator, optimizer, derivative order or number of steps.
+    "emaml": {"objective": "emaml"},
+    "promp": {
+        "objective": "lvc",
+        "meta_optimizer": {"name": "ppo", "epochs": 2, "inner_kl_coeff": 5e-4},
+    },
+    "fo-maml-3step": {"adaptation": {"steps": 3, "lr": [0.1, 0.1, 0.1], "first_order": True}},
     "reptile-adam": {"meta_learner": "reptile", "reptile": {"optimizer": "adam", "epsilon": 0.01}},
 }
 
