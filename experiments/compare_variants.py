@@ -236,6 +236,17 @@ def summarise(env: str, results: Path, blocks: int) -> str:
                 ]
             )
 
+    def held_out_row(first: list[str], r: dict) -> str:
+        """A table row: the ``first`` cells, then iterations, env steps, wall time, held-out."""
+        held = r["held_out"] or {}
+        cells = [
+            *first,
+            f"{r['iterations']:g}",
+            f"{r['env_steps']:,.0f}",
+            f"{r['wall_s'] / 60:.1f}",
+        ]
+        return "| " + " | ".join(cells + [_cell(held.get(k)) for k in eval_steps]) + " |"
+
     steps_header = " | ".join(f"step {k}" for k in eval_steps)
     lines = [
         f"{env}: held-out return (40 tasks, 20 episodes each) after 0 to {EVAL_STEPS} inner "
@@ -246,16 +257,10 @@ def summarise(env: str, results: Path, blocks: int) -> str:
         "|---|---|---|---|---|" + "---|" * len(eval_steps),
     ]
     for r in method_rows:
-        held = r["held_out"] or {}
-        seeds = (
-            f"{r['seeds']}"
-            if r["evaluated"] == r["seeds"]
-            else f"{r['seeds']} ({r['evaluated']} evaluated)"
-        )
-        lines.append(
-            f"| {METHODS[r['method']][0]} | {seeds} | {r['iterations']:g} | {r['env_steps']:,.0f} | "
-            f"{r['wall_s'] / 60:.1f} | " + " | ".join(_cell(held.get(k)) for k in eval_steps) + " |"
-        )
+        seeds = f"{r['seeds']}"
+        if r["evaluated"] != r["seeds"]:
+            seeds += f" ({r['evaluated']} evaluated)"
+        lines.append(held_out_row([METHODS[r["method"]][0], seeds], r))
     lines += [
         "",
         f"Training curve: post-adaptation return averaged over {blocks} blocks of equal env "
@@ -275,13 +280,7 @@ def summarise(env: str, results: Path, blocks: int) -> str:
         f"| run | iterations | env steps | wall time (min) | {steps_header} |",
         "|---|---|---|---|" + "---|" * len(eval_steps),
     ]
-    for r in rows:
-        held = r["held_out"] or {}
-        lines.append(
-            f"| {r['run']} | {r['iterations']} | {r['env_steps']:,.0f} | {r['wall_s'] / 60:.1f} | "
-            + " | ".join(_cell(held.get(k)) for k in eval_steps)
-            + " |"
-        )
+    lines += [held_out_row([r["run"]], r) for r in rows]
     text = "\n".join(lines) + "\n"
     (results / "summary.md").write_text(text)
 
