@@ -163,6 +163,13 @@ def summarise(env: str, results: Path, blocks: int) -> str:
                 "env_steps": float(progress["env_steps"][-1]),
                 "wall_s": float(progress["time_s"][-1]),
                 "held_out": {k: held_out["metarl"][k] for k in eval_steps} if evaluated else None,
+                # Every subgroup of the task distribution (HalfCheetahDir: forward, backward).
+                "subgroups": {
+                    name: {k: group["metarl"][k] for k in eval_steps}
+                    for name, group in (held_out.get("subgroups") or {}).items()
+                }
+                if evaluated
+                else {},
                 "blocks": block_means(
                     list(progress["env_steps"]), list(progress["return_post"]), budget, blocks
                 ),
@@ -181,6 +188,13 @@ def summarise(env: str, results: Path, blocks: int) -> str:
                 k: confidence_interval([r["held_out"][k]["mean"] for r in evaluated])
                 for k in eval_steps
             }
+        subgroups = {
+            name: {
+                k: confidence_interval([r["subgroups"][name][k]["mean"] for r in evaluated])
+                for k in eval_steps
+            }
+            for name in (evaluated[0]["subgroups"] if evaluated else {})
+        }
         per_block = [
             [r["blocks"][b] for r in group if r["blocks"][b] is not None] for b in range(blocks)
         ]
@@ -194,6 +208,7 @@ def summarise(env: str, results: Path, blocks: int) -> str:
                 "env_steps": sum(r["env_steps"] for r in group) / len(group),
                 "wall_s": sum(r["wall_s"] for r in group) / len(group),
                 "held_out": held_out,
+                "subgroups": subgroups,
                 "blocks": [sum(v) / len(v) if v else None for v in per_block],
             }
         )
@@ -261,6 +276,18 @@ def summarise(env: str, results: Path, blocks: int) -> str:
         if r["evaluated"] != r["seeds"]:
             seeds += f" ({r['evaluated']} evaluated)"
         lines.append(held_out_row([METHODS[r["method"]][0], seeds], r))
+    if any(set(r["subgroups"]) - {"all"} for r in method_rows):  # more than the whole
+        lines += [
+            "",
+            "Every subgroup of the task distribution (mean over seeds [95% CI over seeds]):",
+            "",
+            f"| method | tasks | {steps_header} |",
+            "|---|---|" + "---|" * len(eval_steps),
+        ]
+        for r in method_rows:
+            for name, stats in r["subgroups"].items():
+                cells = [_cell(stats[k]) for k in eval_steps]
+                lines.append(f"| {METHODS[r['method']][0]} | {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
         f"Training curve: post-adaptation return averaged over {blocks} blocks of equal env "
