@@ -37,6 +37,7 @@ from pathlib import Path
 
 from runs import ROOT, train_run
 
+from metarl.config import load_config
 from metarl.evaluation import confidence_interval
 from metarl.plotting import plot_runs, read_progress
 
@@ -50,19 +51,18 @@ ENVS: dict[str, tuple[Path, int]] = {
 }
 EVAL_STEPS = 3
 
-# name -> (label, inner steps). A method's config is
-# experiments/configs/variants/<env>-<name>.yaml (the env's shipped config as its base, with
-# the method's keys); MAML's is the shipped config itself.
-METHODS: dict[str, tuple[str, int]] = {
-    "maml": ("MAML-TRPO (Finn et al. 2017)", 1),
-    "promp": ("ProMP: LVC + PPO (Rothfuss et al. 2019)", 1),
-    "fo-maml": ("FO-MAML", 1),
-    "maml-2step": ("MAML, 2 inner steps", 2),
-    "maml-3step": ("MAML, 3 inner steps", 3),
-    "maml++": ("MAML++, 2 steps (Antoniou et al. 2019)", 2),
-    "reptile": ("Reptile, 2 steps (Nichol et al. 2018)", 2),
-    "imaml": ("iMAML (Rajeswaran et al. 2019)", 1),
-    "emaml": ("E-MAML (Stadie et al. 2018)", 1),
+# name -> label. A method's config is experiments/configs/variants/<env>-<name>.yaml (the
+# env's shipped config as its base, with the method's keys); MAML's is the shipped config.
+METHODS: dict[str, str] = {
+    "maml": "MAML-TRPO (Finn et al. 2017)",
+    "promp": "ProMP: LVC + PPO (Rothfuss et al. 2019)",
+    "fo-maml": "FO-MAML",
+    "maml-2step": "MAML, 2 inner steps",
+    "maml-3step": "MAML, 3 inner steps",
+    "maml++": "MAML++, 2 steps (Antoniou et al. 2019)",
+    "reptile": "Reptile, 2 steps (Nichol et al. 2018)",
+    "imaml": "iMAML (Rajeswaran et al. 2019)",
+    "emaml": "E-MAML (Stadie et al. 2018)",
 }
 
 
@@ -73,9 +73,10 @@ def method_config(env: str, name: str) -> Path:
     return CONFIGS / "variants" / f"{env}-{name}.yaml"
 
 
-def method_iterations(name: str, iterations: int) -> int:
-    """The iterations of ``name`` that sample as many env steps as ``iterations`` one-step ones."""
-    steps = METHODS[name][1]
+def method_iterations(env: str, name: str, iterations: int) -> int:
+    """The iterations of ``name`` that sample as many env steps as ``iterations`` one-step ones
+    (a method with K inner steps, its config's ``adaptation.steps``, samples K + 1 times)."""
+    steps = load_config(method_config(env, name)).adaptation.steps
     return max(1, 2 * iterations // (steps + 1))
 
 
@@ -83,11 +84,20 @@ def evaluation_path(run_dir: Path) -> Path:
     return run_dir / "evaluation" / "results.json"
 
 
+def last_evaluation(run_dir: Path, progress: dict) -> dict | None:
+    """The run's ``results.json`` if it evaluates the run's last iteration, else ``None``."""
+    path = evaluation_path(run_dir)
+    if not path.exists():
+        return None
+    held_out = json.loads(path.read_text())
+    done = int(progress["iteration"][-1]) + 1  # results.json counts the iterations done
+    return held_out if held_out.get("iteration") == done else None
+
+
 def evaluate(run_dir: Path) -> Path:
     """``metarl evaluate`` the run's last checkpoint, unless its results already are of it."""
     out = evaluation_path(run_dir)
-    done = int(read_progress(run_dir)["iteration"][-1]) + 1  # results.json counts iterations done
-    if out.exists() and json.loads(out.read_text()).get("iteration") == done:
+    if last_evaluation(run_dir, read_progress(run_dir)) is not None:
         return out
     command = [
         str(ROOT / ".venv" / "bin" / "metarl"),
@@ -103,7 +113,8 @@ def evaluate(run_dir: Path) -> Path:
 
 def run(env: str, name: str, seed: int, iterations: int, extra: list[str], results: Path) -> Path:
     run_dir = results / f"{name}-seed{seed}"
-    train_run(method_config(env, name), run_dir, seed, method_iterations(name, iterations), extra)
+    iterations = method_iterations(env, name, iterations)
+    train_run(method_config(env, name), run_dir, seed, iterations, extra)
     evaluate(run_dir)
     return run_dir
 
@@ -141,19 +152,14 @@ def summarise(env: str, results: Path, blocks: int) -> str:
         if method not in METHODS:
             continue
         progress = read_progress(path.parent)
-        held_out = None
-        if evaluation_path(path.parent).exists():
-            held_out = json.loads(evaluation_path(path.parent).read_text())
-        runs.append((path.parent, method, progress, held_out))
+        runs.append((path.parent, method, progress, last_evaluation(path.parent, progress)))
     if not runs:
         return f"no runs under {results}\n"
     budget = max(float(p["env_steps"][-1]) for _, _, p, _ in runs)
     eval_steps = [str(k) for k in range(EVAL_STEPS + 1)]
     rows = []
     for run_dir, method, progress, held_out in runs:
-        evaluated = (
-            held_out is not None and held_out["iteration"] == int(progress["iteration"][-1]) + 1
-        )
+        evaluated = held_out is not None
         rows.append(
             {
                 "run": run_dir.name,
@@ -275,7 +281,7 @@ def summarise(env: str, results: Path, blocks: int) -> str:
         seeds = f"{r['seeds']}"
         if r["evaluated"] != r["seeds"]:
             seeds += f" ({r['evaluated']} evaluated)"
-        lines.append(held_out_row([METHODS[r["method"]][0], seeds], r))
+        lines.append(held_out_row([METHODS[r["method"]], seeds], r))
     if any(set(r["subgroups"]) - {"all"} for r in method_rows):  # more than the whole
         lines += [
             "",
@@ -287,7 +293,7 @@ def summarise(env: str, results: Path, blocks: int) -> str:
         for r in method_rows:
             for name, stats in r["subgroups"].items():
                 cells = [_cell(stats[k]) for k in eval_steps]
-                lines.append(f"| {METHODS[r['method']][0]} | {name} | " + " | ".join(cells) + " |")
+                lines.append(f"| {METHODS[r['method']]} | {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
         f"Training curve: post-adaptation return averaged over {blocks} blocks of equal env "
@@ -298,7 +304,7 @@ def summarise(env: str, results: Path, blocks: int) -> str:
     ]
     for r in method_rows:
         lines.append(
-            f"| {METHODS[r['method']][0]} | " + " | ".join(_fmt(v) for v in r["blocks"]) + " |"
+            f"| {METHODS[r['method']]} | " + " | ".join(_fmt(v) for v in r["blocks"]) + " |"
         )
     lines += [
         "",
@@ -312,7 +318,7 @@ def summarise(env: str, results: Path, blocks: int) -> str:
     (results / "summary.md").write_text(text)
 
     labels = {
-        METHODS[m][0]: [d for d, method, _, _ in runs if method == m]
+        METHODS[m]: [d for d, method, _, _ in runs if method == m]
         for m in METHODS
         if any(method == m for _, method, _, _ in runs)
     }
