@@ -19,7 +19,7 @@ checked against; each checks the rest of the config it depends on in
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import torch
 from torch import Tensor, nn
@@ -63,76 +63,6 @@ __all__ = [
     "make_meta_learner",
     "multi_step_loss_weights",
 ]
-
-
-class MetaLearner(Protocol):
-    """The interface of a meta-learner (:class:`MAML` documents each method and is the default
-    of every one)."""
-
-    name: ClassVar[str]
-
-    def step_size(self, settings: AdaptationSettings, step: int) -> StepSize: ...
-
-    def adapt_for_sampling(
-        self,
-        policy: nn.Module,
-        params: Params,
-        theta: Params,
-        episodes: Episodes,
-        baseline: ValueBaseline,
-        settings: AdaptationSettings,
-        *,
-        gamma: float,
-        gae_lambda: float,
-        normalize: bool,
-        step: int,
-    ) -> tuple[Tensor, Params]: ...
-
-    def adapted_stats(
-        self,
-        policy: nn.Module,
-        theta: Params,
-        batch: MetaBatch,
-        settings: AdaptationSettings,
-        first_order: bool | None = None,
-    ) -> tuple[list[Params], Tensor, Tensor]: ...
-
-    def meta_parameters(self, policy: nn.Module) -> list[Tensor]: ...
-
-    def meta_loss(
-        self,
-        policy: nn.Module,
-        theta: Params,
-        batch: MetaBatch,
-        settings: AdaptationSettings,
-        trace: Sequence[Params],
-        mean: Tensor,
-        std: Tensor,
-        surrogate: Surrogate,
-    ) -> Tensor: ...
-
-    def meta_gradient(
-        self,
-        policy: nn.Module,
-        loss: Tensor,
-        params: Sequence[Tensor],
-        trace: Sequence[Params],
-        batch: MetaBatch,
-        settings: AdaptationSettings,
-        retain_graph: bool = False,
-    ) -> list[Tensor]: ...
-
-    def curvature_step_sizes(self) -> list[dict[str, Tensor]] | None: ...
-
-    def step(
-        self, policy: nn.Module, batch: MetaBatch, settings: AdaptationSettings, meta_optimizer: Any
-    ) -> dict[str, float]: ...
-
-    def metrics(self) -> dict[str, float]: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class MAML:
@@ -689,16 +619,20 @@ def multi_step_loss_weights(
     return (*[earlier] * (steps - 1), last)
 
 
-META_LEARNERS: dict[str, type[MAML]] = {cls.name: cls for cls in (MAML, Reptile, IMAML)}
+MetaLearner: TypeAlias = MAML
+"""The interface of a meta-learner: every one is a :class:`MAML` subclass that overrides the
+parts it changes (MAML documents each method and is the default of every one)."""
+
+META_LEARNERS: dict[str, type[MetaLearner]] = {cls.name: cls for cls in (MAML, Reptile, IMAML)}
 """The meta-learners by name; the config's ``meta_learner`` is one of these."""
 
 
-def make_meta_learner(config: Config, policy: nn.Module) -> MAML:
+def make_meta_learner(config: Config, policy: nn.Module) -> MetaLearner:
     """The meta-learner ``config.meta_learner`` names, set up for ``policy``."""
     return META_LEARNERS[config.meta_learner].from_config(config, policy)
 
 
-def load_meta_learner(config: Config, policy: nn.Module, state: dict[str, Any]) -> MAML:
+def load_meta_learner(config: Config, policy: nn.Module, state: dict[str, Any]) -> MetaLearner:
     """The meta-learner of a checkpoint's ``state`` (its learned rates, say), for ``policy``."""
     learner = make_meta_learner(config, policy)
     learner.load_state_dict(state.get("meta_learner", {}))
