@@ -22,3 +22,17 @@ def tiny_navigation_config(**changes) -> Config:
         policy=dataclasses.replace(base.policy, hidden_sizes=[16, 16]),
     )
     return dataclasses.replace(small, **changes)
+
+
+def train_seeing_settings(trainer, monkeypatch) -> list:
+    """Train ``trainer`` and return the ``AdaptationSettings`` each meta-step was handed."""
+    seen = []
+    real = trainer.meta_optimizer.step
+
+    def spy(policy, batch, settings, *learner):
+        seen.append(settings)
+        return real(policy, batch, settings, *learner)
+
+    monkeypatch.setattr(trainer.meta_optimizer, "step", spy)
+    trainer.train()
+    return seen

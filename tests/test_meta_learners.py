@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, tiny_navigation_config
+from conftest import CONFIGS, tiny_navigation_config, train_seeing_settings
 from test_meta_optimizers import _two_step_batch, synthetic_batch, tiny_policy
 
 from metarl.adaptation import AdaptationSettings, policy_stats
@@ -511,15 +511,7 @@ def test_multi_step_loss_is_annealed_by_the_trainer_then_off(tmp_path, monkeypat
     adaptation = {"steps": 2, "lr": [0.1, 0.05], "multi_step_loss_iterations": 2}
     config = Config.from_dict({**NAVIGATION, "iterations": 3, "adaptation": adaptation})
     trainer = Trainer(config, tmp_path / "run", progress=False)
-    seen = []
-    real = trainer.meta_optimizer.step
-
-    def spy(policy, batch, settings, *learner):
-        seen.append(settings.step_weights)
-        return real(policy, batch, settings, *learner)
-
-    monkeypatch.setattr(trainer.meta_optimizer, "step", spy)
-    trainer.train()
+    seen = [s.step_weights for s in train_seeing_settings(trainer, monkeypatch)]
     assert seen == [(0.5, 0.5), (0.25, 0.75), None]
     assert [r["last_step_weight"] for r in _rows(tmp_path / "run")] == ["0.5", "0.75", "1.0"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, tiny_navigation_config
+from conftest import CONFIGS, tiny_navigation_config, train_seeing_settings
 
 from metarl.cli import main
 from metarl.config import ConfigError, PPOConfig, TRPOConfig, load_config
@@ -472,15 +472,7 @@ def test_one_step_iteration_seeds_are_unchanged_by_the_multi_step_extension():
 
 
 def test_derivative_order_annealing_is_first_order_for_the_first_iterations(tmp_path, monkeypatch):
-    seen = []
     adaptation = dataclasses.replace(tiny().adaptation, first_order_iterations=2)
     trainer = Trainer(tiny(iterations=4, adaptation=adaptation), tmp_path / "run", progress=False)
-    real = trainer.meta_optimizer.step
-
-    def spy(policy, batch, settings, *learner):
-        seen.append(settings.first_order)
-        return real(policy, batch, settings, *learner)
-
-    monkeypatch.setattr(trainer.meta_optimizer, "step", spy)
-    trainer.train()
+    seen = [s.first_order for s in train_seeing_settings(trainer, monkeypatch)]
     assert seen == [True, True, False, False]
