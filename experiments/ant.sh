@@ -4,6 +4,8 @@
 # and the learning curves. About 35 s per meta-iteration on the project's 2-core machine once
 # episodes run to the horizon (AntDir's 40 episodes per task: about twice that).
 #   ID=vel SEED=0 ITERATIONS=500 experiments/ant.sh       # ID: vel, dir or goal
+# The shipped configs meta-train with ProMP's outer step; OUTER=trpo runs the paper's MAML-TRPO
+# instead into experiments/results/ant-<id>-trpo/ (the first AntVel run of this config).
 # The first AntVel run (the paper's configuration, 150 iterations) is reproduced with
 #   .venv/bin/metarl train experiments/results/ant-vel-v1/config.yaml --iterations 150
 set -euo pipefail
@@ -12,12 +14,21 @@ metarl=.venv/bin/metarl
 id=${ID:-vel}
 seed=${SEED:-0}
 run=experiments/results/ant-${id}/seed${seed}
+sets=()
+case ${OUTER:-promp} in
+  promp) ;;
+  trpo)
+    run=experiments/results/ant-${id}-trpo/seed${seed}
+    sets=(--set objective=maml --set meta_optimizer.name=trpo --set meta_optimizer.fvp=gauss_newton
+      --set meta_optimizer.cg_subsample=0.25) ;;
+  *) echo "OUTER must be promp or trpo, got $OUTER" >&2; exit 2 ;;
+esac
 iterations=${ITERATIONS:-500}
 
 resume=()
 [ -f "$run/checkpoints/latest.pt" ] && resume=(--resume)
 $metarl train "experiments/configs/ant-${id}.yaml" --run-dir "$run" --seed "$seed" \
-  --iterations "$iterations" "${resume[@]}"
+  --iterations "$iterations" "${sets[@]}" "${resume[@]}"
 $metarl evaluate "$run" --tasks 40 --steps 3 --episodes 20 --seed 1 \
   --out "$run/evaluation/results.json" --force
 $metarl plot "$run" --out "$run/curves.png"

@@ -1,8 +1,8 @@
 """The MAML family compared at equal environment samples, on held-out tasks.
 
 Every method of ``METHODS`` meta-trains its config,
-``experiments/configs/variants/<env>-<method>.yaml`` (MAML: the env's shipped
-config), into ``experiments/results/variants/<env>/<method>-seed<S>/``; each
+``experiments/configs/variants/<env>-<method>.yaml`` (MAML on Navigation2D: its
+shipped config), into ``experiments/results/variants/<env>/<method>-seed<S>/``; each
 gets the same budget of environment steps: ``--iterations N`` is N iterations of
 a one-step method (two samples per iteration: before and after adaptation), and
 a method with K inner steps (K + 1 samples per iteration) gets
@@ -67,10 +67,13 @@ METHODS: dict[str, str] = {
 
 
 def method_config(env: str, name: str) -> Path:
-    """The config file that ``name`` meta-trains on ``env`` with."""
-    if name == "maml":
+    """The config file that ``name`` meta-trains on ``env`` with. MAML-TRPO is Navigation2D's
+    shipped config; the cheetah's shipped config meta-trains with ProMP's outer step, so its
+    MAML-TRPO has a file of its own, which the cheetah's other methods build on."""
+    path = CONFIGS / "variants" / f"{env}-{name}.yaml"
+    if name == "maml" and not path.exists():
         return ENVS[env][0]
-    return CONFIGS / "variants" / f"{env}-{name}.yaml"
+    return path
 
 
 def method_iterations(env: str, name: str, iterations: int) -> int:

@@ -31,7 +31,18 @@ BLOCK = 10
 # The peer's config: horizon 100, (64, 64) tanh. Everything else (40 tasks x 20
 # episodes, inner lr 0.1, one second-order step, TRPO max KL 0.01, CG 10 x 1e-5,
 # line search 15 x 0.8, gamma 0.99, GAE lambda 1) is the shared config's.
-PEER = ["horizon=100", "policy.hidden_sizes=[64,64]", "policy.activation=tanh"]
+# MAML-TRPO, the peer's algorithm: the shipped cheetah config meta-trains with ProMP's outer
+# step, so the peer's estimator and optimizer are set here (fvp and cg_subsample as shipped
+# before the switch; the variants below change them).
+PEER = [
+    "horizon=100",
+    "policy.hidden_sizes=[64,64]",
+    "policy.activation=tanh",
+    "objective=maml",
+    "meta_optimizer.name=trpo",
+    "meta_optimizer.fvp=gauss_newton",
+    "meta_optimizer.cg_subsample=0.25",
+]
 # metarl as it was before the ablation: the torch-default policy in env units, the
 # Fisher at the adapted policy as TRPO's metric, Gymnasium's 17-value observation.
 OLD = [
@@ -86,7 +97,7 @@ VARIANTS: dict[str, list[str]] = {
     "std1-torch": OLD,
     "std1-xavier": [*OLD, "policy.init=xavier_uniform"],
     "scaled-torch": [*OLD, *SCALED],
-    "defaults": [],  # the shipped config as it is now (= scaled-xavier-gn-sub25, see SAME)
+    "defaults": [],  # the shipped policy with MAML-TRPO (= scaled-xavier-gn-sub25, see SAME)
 }
 
 

@@ -53,7 +53,18 @@ def test_every_config_is_shipped():
 
 
 # Each method config of the MAML-family comparison (experiments/compare_variants.py) is its
-# env's shipped config with exactly these keys changed.
+# env's MAML-TRPO config with exactly these keys changed. MAML-TRPO is Navigation2D's shipped
+# config; the cheetah's shipped config meta-trains with ProMP's outer step, so its MAML-TRPO
+# (variants/halfcheetah-dir-maml.yaml) is the shipped config with the paper's.
+MAML_TRPO = {
+    "navigation2d": [],
+    "halfcheetah-dir": [
+        "objective=maml",
+        "meta_optimizer.name=trpo",
+        "meta_optimizer.fvp=gauss_newton",
+        "meta_optimizer.cg_subsample=0.25",
+    ],
+}
 VARIANTS = {
     "promp": ["objective=lvc", "meta_optimizer.name=ppo", "meta_optimizer.inner_kl_coeff=5e-4"],
     "fo-maml": ["adaptation.first_order=true"],
@@ -72,22 +83,40 @@ VARIANTS = {
 }
 
 
+def _commented(path: Path) -> None:
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        assert "#" in line, f"{path.name} line {number} has no comment: {line!r}"
+
+
 @pytest.mark.parametrize("env", ["navigation2d", "halfcheetah-dir"])
 @pytest.mark.parametrize("method", sorted(VARIANTS))
-def test_variant_config_is_the_shipped_one_with_its_keys(env, method):
+def test_variant_config_is_maml_trpo_with_its_keys(env, method):
     path = CONFIG_DIR / "variants" / f"{env}-{method}.yaml"
-    shipped = load_config(CONFIG_DIR / f"{env}.yaml")
+    maml_trpo = CONFIG_DIR / "variants" / f"{env}-maml.yaml"
+    if not MAML_TRPO[env]:
+        maml_trpo = CONFIG_DIR / f"{env}.yaml"
     config = load_config(path)
-    assert config == load_config(CONFIG_DIR / f"{env}.yaml", VARIANTS[method])
-    assert config != shipped
-    body = path.read_text().splitlines()
-    for number, line in enumerate(body, 1):
-        assert "#" in line, f"{path.name} line {number} has no comment: {line!r}"
+    assert config == load_config(maml_trpo, VARIANTS[method])
+    assert config != load_config(maml_trpo)
+    _commented(path)
+
+
+def test_cheetah_maml_trpo_is_the_shipped_config_with_the_papers_outer_step():
+    path = CONFIG_DIR / "variants" / "halfcheetah-dir-maml.yaml"
+    shipped = load_config(CONFIG_DIR / "halfcheetah-dir.yaml")
+    config = load_config(path)
+    assert config == load_config(CONFIG_DIR / "halfcheetah-dir.yaml", MAML_TRPO["halfcheetah-dir"])
+    assert (shipped.objective, shipped.meta_optimizer.name) == ("lvc", "ppo")
+    assert (config.objective, config.meta_optimizer.name) == ("maml", "trpo")
+    # ProMP in the comparison is the shipped cheetah config.
+    assert load_config(CONFIG_DIR / "variants" / "halfcheetah-dir-promp.yaml") == shipped
+    _commented(path)
 
 
 def test_every_variant_config_is_known():
     found = {p.stem for p in (CONFIG_DIR / "variants").glob("*.yaml")}
-    assert found == {f"{e}-{m}" for e in ("navigation2d", "halfcheetah-dir") for m in VARIANTS}
+    methods = {f"{e}-{m}" for e in ("navigation2d", "halfcheetah-dir") for m in VARIANTS}
+    assert found == methods | {"halfcheetah-dir-maml"}
 
 
 def _files(root: Path, files: dict[str, str]) -> None:
@@ -159,6 +188,12 @@ def test_shipped_config_loads_with_paper_values(name):
     assert config.policy.activation == ("relu" if name == "navigation2d" else "tanh")
     assert config.adaptation.lrs == [0.1]
     assert (config.gamma, config.gae_lambda, config.iterations) == (0.99, 1.0, 500)
+    if name != "navigation2d":
+        # The locomotion configs meta-train with ProMP's outer step at ProMP's values (the
+        # configs' comment gives the reason: experiments/results/halfcheetah-dir-trpo).
+        assert config.objective == "lvc"
+        assert config.meta_optimizer == PPOConfig(lr=1e-3, epochs=5, clip=0.3, inner_kl_coeff=5e-4)
+        return
     # The curvature product and its sample are metarl's choices, not the paper's hyperparameters.
     ours = dataclasses.replace(config.meta_optimizer, fvp="exact", cg_subsample=1.0)
     assert ours == TRPOConfig(
