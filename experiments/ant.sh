@@ -13,16 +13,8 @@ cd "$(dirname "$0")/.."
 metarl=.venv/bin/metarl
 id=${ID:-vel}
 seed=${SEED:-0}
-run=experiments/results/ant-${id}/seed${seed}
-sets=()
-case ${OUTER:-promp} in
-  promp) ;;
-  trpo)
-    run=experiments/results/ant-${id}-trpo/seed${seed}
-    sets=(--set objective=maml --set meta_optimizer.name=trpo --set meta_optimizer.fvp=gauss_newton
-      --set meta_optimizer.cg_subsample=0.25) ;;
-  *) echo "OUTER must be promp or trpo, got $OUTER" >&2; exit 2 ;;
-esac
+source experiments/outer_step.sh
+outer_step experiments/results/ant-${id} "$seed"
 iterations=${ITERATIONS:-500}
 
 resume=()

@@ -51,8 +51,8 @@ ENVS: dict[str, tuple[Path, int]] = {
 }
 EVAL_STEPS = 3
 
-# name -> label. A method's config is experiments/configs/variants/<env>-<name>.yaml (the
-# env's shipped config as its base, with the method's keys); MAML's is the shipped config.
+# name -> label. A method's config is experiments/configs/variants/<env>-<name>.yaml: MAML-TRPO's
+# config as its base, with the method's keys (see method_config for MAML-TRPO's own).
 METHODS: dict[str, str] = {
     "maml": "MAML-TRPO (Finn et al. 2017)",
     "promp": "ProMP: LVC + PPO (Rothfuss et al. 2019)",
