@@ -172,23 +172,34 @@ class TaskDistribution:
         self.task = task
 
     @classmethod
-    def task_subgroup(cls, task: Mapping[str, Any]) -> str:
-        """The part of the distribution ``task`` belongs to, for results reported per part.
+    def subgroups(cls) -> tuple[str, ...]:
+        """The parts of the distribution that results are reported for, in order.
 
         A direction splits into ``forward`` and ``backward``; a uniform scalar into
         the lower and the upper half of its support (``velocity < 1``,
         ``velocity >= 1``); anything else is one group, ``all``.
         """
         if len(cls.task_fields) != 1:
-            return "all"
+            return ("all",)
+        (f,) = cls.task_fields
+        if f.kind == "sign":
+            return ("forward", "backward")
+        if f.kind == "uniform":
+            middle = (f.low + f.high) / 2
+            return (f"{f.name} < {middle:g}", f"{f.name} >= {middle:g}")
+        return ("all",)
+
+    @classmethod
+    def task_subgroup(cls, task: Mapping[str, Any]) -> str:
+        """The one of :meth:`subgroups` that ``task`` belongs to."""
+        groups = cls.subgroups()
+        if len(groups) == 1:
+            return groups[0]
         (f,) = cls.task_fields
         value = task[f.name]
         if f.kind == "sign":
-            return "forward" if value > 0 else "backward"
-        if f.kind == "uniform":
-            middle = (f.low + f.high) / 2
-            return f"{f.name} < {middle:g}" if value < middle else f"{f.name} >= {middle:g}"
-        return "all"
+            return groups[0] if value > 0 else groups[1]
+        return groups[0] if value < (f.low + f.high) / 2 else groups[1]
 
 
 Arrays = dict[str, np.ndarray]

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # An Ant id at the paper's scale with its shipped config, end to end: meta-training (resumed
-# when the run directory exists: a run spans sessions), the held-out evaluation per subgroup,
-# and the learning curves. About 35 s per meta-iteration on the project's 2-core machine once
-# episodes run to the horizon (AntDir's 40 episodes per task: about twice that).
+# when the run directory exists: a run spans sessions), the held-out evaluation per subgroup
+# (with the baselines of `CONFIG=ant-<id> experiments/baselines.sh` when they exist), the
+# learning curves (also per subgroup, where the run logged them) and, for AntDir, the adapted
+# rollouts (a small GIF and the full MP4). About 35 s per meta-iteration on the project's 2-core
+# machine once episodes run to the horizon (AntDir's 40 episodes per task: about twice that).
 #   ID=vel SEED=0 ITERATIONS=500 experiments/ant.sh       # ID: vel, dir or goal
 # The shipped configs meta-train with ProMP's outer step; OUTER=trpo runs the paper's MAML-TRPO
 # instead into experiments/results/ant-<id>-trpo/ (the first AntVel run of this config).
@@ -21,6 +23,18 @@ resume=()
 [ -f "$run/checkpoints/latest.pt" ] && resume=(--resume)
 $metarl train "experiments/configs/ant-${id}.yaml" --run-dir "$run" --seed "$seed" \
   --iterations "$iterations" "${sets[@]}" "${resume[@]}"
-$metarl evaluate "$run" --tasks 40 --steps 3 --episodes 20 --seed 1 \
-  --out "$run/evaluation/results.json" --force
+baselines=experiments/results/ant-${id}-baselines
+evaluate=(--tasks 40 --steps 3 --episodes 20 --seed 1 --out "$run/evaluation/results.json" --force)
+[ -f "$baselines/oracle.zip" ] && evaluate+=(--baselines "$baselines")
+$metarl evaluate "$run" "${evaluate[@]}"
 $metarl plot "$run" --out "$run/curves.png"
+if head -n1 "$run/progress.csv" | grep -q "return_post/"; then
+  $metarl plot "$run" --subgroups --out "$run/curves-subgroups.png"
+fi
+if [ "$id" = dir ]; then
+  tasks=(--task '{"direction": 1}' --task '{"direction": -1}')
+  $metarl render "$run" "${tasks[@]}" --steps 1 --seed 1 --max-steps 80 --stride 4 --fps 20 \
+    --out "$run/adapted.gif" --force
+  $metarl render "$run" "${tasks[@]}" --steps 1 --seed 1 --max-steps 200 \
+    --out "$run/adapted.mp4" --force
+fi

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A cheetah family at the paper's scale with its shipped config, end to end: meta-training
 # (resumed when the run directory exists: a run spans sessions), the held-out evaluation per
-# subgroup (with the baselines of experiments/halfcheetah_baselines.sh when they exist),
-# learning curves and the adapted rollouts (a small GIF and the full MP4).
+# subgroup (with the baselines of `CONFIG=halfcheetah-<family> experiments/baselines.sh` when
+# they exist), learning curves (also per subgroup, where the run logged them) and the adapted
+# rollouts (a small GIF and the full MP4).
 # The shipped config meta-trains with ProMP's outer step; OUTER=trpo runs the paper's MAML-TRPO
 # instead (the ablation of the README) into experiments/results/halfcheetah-<family>-trpo/.
 # On the project's 2-core machine a MAML-TRPO iteration takes about 10.5 s alone (sampling 6 s,
@@ -32,6 +33,9 @@ evaluate=(--tasks 40 --steps 3 --episodes 20 --seed 1 --out "$run/evaluation/res
 [ -f "$baselines/oracle.zip" ] && evaluate+=(--baselines "$baselines")
 $metarl evaluate "$run" "${evaluate[@]}"
 $metarl plot "$run" --out "$run/curves.png"
+if head -n1 "$run/progress.csv" | grep -q "return_post/"; then
+  $metarl plot "$run" --subgroups --out "$run/curves-subgroups.png"
+fi
 $metarl render "$run" "${tasks[@]}" --steps 1 --seed 1 --max-steps 80 --stride 4 --fps 20 \
   --out "$run/adapted.gif" --force
 $metarl render "$run" "${tasks[@]}" --steps 1 --seed 1 --max-steps 200 --out "$run/adapted.mp4" \

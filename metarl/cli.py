@@ -328,7 +328,7 @@ def _render(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     from metarl.plotting import plot_runs
 
-    path = plot_runs([Path(d) for d in args.run_dirs], Path(args.out))
+    path = plot_runs([Path(d) for d in args.run_dirs], Path(args.out), subgroups=args.subgroups)
     print(f"wrote {path}")
     return 0
 
@@ -470,13 +470,19 @@ def build_parser() -> argparse.ArgumentParser:
         "run_dirs", nargs="+", help="run directories (seeds of one config are averaged)"
     )
     plot.add_argument("--out", default="curves.png")
+    plot.add_argument(
+        "--subgroups",
+        action="store_true",
+        help="a curve per subgroup of the tasks (forward/backward, slow/fast) instead of the mean",
+    )
     plot.set_defaults(run=_plot)
 
     base = commands.add_parser("baseline", help="train the stable-baselines3 baselines")
     base.add_argument(
         "kind",
         choices=["pretrain", "oracle"],
-        help="pretrain: PPO on the whole distribution; oracle: PPO that sees the task",
+        help="pretrain: PPO on the whole distribution; oracle: PPO or SAC (--algo) that sees "
+        "the task",
     )
     base.add_argument("config", help="the YAML config of the meta-training run")
     base.add_argument("--timesteps", type=int, default=1_000_000)

@@ -11,6 +11,7 @@ share an env, the keys in which their configs differ.
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -144,6 +145,7 @@ def plot_runs(
     x: str = "iteration",
     phases: Sequence[str] = ("pre", "post"),
     labels: Mapping[str, Sequence[str | os.PathLike[str]]] | None = None,
+    subgroups: bool = False,
 ) -> Path:
     """Draw pre- (dashed) and post-adaptation (solid) return vs iteration for the runs.
 
@@ -154,7 +156,9 @@ def plot_runs(
     ``x`` is the horizontal axis, a ``progress.csv`` column (``iteration`` or
     ``env_steps``, which compares methods that sample differently per iteration);
     ``phases`` picks the curves (``pre``, ``post``); ``labels`` (label -> runs) names
-    the groups instead of grouping by config.
+    the groups instead of grouping by config; ``subgroups`` draws each subgroup of the
+    task distribution (forward/backward, slow/fast: the ``return_<phase>/<subgroup>``
+    columns meta-training logs) as a curve of its own instead of their mean.
 
     Raises:
         ValueError: no run dirs, or a run's ``progress.csv`` is malformed.
@@ -186,17 +190,26 @@ def plot_runs(
     fig = Figure(figsize=(7.0, 4.5))
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    colours = rcParams["axes.prop_cycle"].by_key()["color"]
-    for index, (label, group) in enumerate(groups):
-        colour = colours[index % len(colours)]
+    colours = itertools.cycle(rcParams["axes.prop_cycle"].by_key()["color"])
+    for label, group in groups:
         seeds = f" ({len(group)} runs)" if len(group) > 1 else ""
-        for phase in phases:
-            column, style = f"return_{phase}", "--" if phase == "pre" else "-"
-            curves = [(progress[r][x], progress[r][column]) for r in group]
-            it, mean, low, high = _aggregate(curves)
-            ax.plot(it, mean, style, color=colour, label=f"{label}{seeds}, {phase}")
-            if len(group) > 1:
-                ax.fill_between(it, low, high, color=colour, alpha=0.2, linewidth=0)
+        parts = _subgroups([progress[r] for r in group]) if subgroups else []
+        if subgroups and not parts:
+            raise InputError(
+                f"{group[0]}/progress.csv has no per-subgroup columns (return_post/<subgroup>): "
+                "its task distribution has one group, or the run predates them; plot without "
+                "subgroups"
+            )
+        for part in parts or [""]:
+            colour, name = next(colours), f"{label} {part}" if part else label
+            for phase in phases:
+                column = f"return_{phase}/{part}" if part else f"return_{phase}"
+                style = "--" if phase == "pre" else "-"
+                curves = [(progress[r][x], progress[r][column]) for r in group]
+                it, mean, low, high = _aggregate(curves)
+                ax.plot(it, mean, style, color=colour, label=f"{name}{seeds}, {phase}")
+                if len(group) > 1:
+                    ax.fill_between(it, low, high, color=colour, alpha=0.2, linewidth=0)
     ax.set_xlabel("meta-iteration" if x == "iteration" else "environment steps")
     ax.set_ylabel("average return")
     ax.set_title(title or "pre- (dashed) and post-adaptation (solid) return")
@@ -208,6 +221,16 @@ def plot_runs(
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     return out
+
+
+def _subgroups(progress: Sequence[Mapping[str, np.ndarray]]) -> list[str]:
+    """The subgroups whose pre- and post-adaptation columns every run of a group has."""
+    names = [c.split("/", 1)[1] for c in progress[0] if c.startswith("return_post/")]
+    return [
+        n
+        for n in names
+        if all(f"return_{p}/{n}" in run for run in progress for p in ("pre", "post"))
+    ]
 
 
 def read_curve(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -77,6 +77,30 @@ def mean_return(episodes: Episodes) -> float:
     return float(episodes.episode_returns.mean())
 
 
+def subgroup_returns(
+    name: str, episodes: Episodes, groups: list[str], subgroups: tuple[str, ...]
+) -> dict[str, float]:
+    """``{name}/{subgroup}``: the mean return of the stacked tasks in each subgroup.
+
+    ``groups`` is the subgroup of each task; a subgroup without tasks in this batch
+    is NaN (a blank curve point, not a zero). Nothing for a one-group distribution.
+    """
+    if len(subgroups) < 2:
+        return {}
+    returns = episodes.episode_returns.mean(dim=-1)  # [task]
+    columns = {}
+    for subgroup in subgroups:
+        picked = [i for i, g in enumerate(groups) if g == subgroup]
+        value = float(returns[picked].mean()) if picked else float("nan")
+        columns[f"{name}/{subgroup_column(subgroup)}"] = value
+    return columns
+
+
+def subgroup_column(subgroup: str) -> str:
+    """A subgroup's name as a column and TensorBoard tag: ``velocity < 1`` -> ``velocity_lt_1``."""
+    return subgroup.replace(" >= ", "_ge_").replace(" < ", "_lt_").replace(" ", "_")
+
+
 class Trainer:
     """Meta-trains a policy as ``config`` says and writes the run directory.
 
@@ -101,6 +125,10 @@ class Trainer:
         envs.register_envs()
         probe = _make_probe_env(config.env, config.env_kwargs)
         self.task_distribution = probe.unwrapped
+        # The returns are logged per subgroup where the distribution names its subgroups
+        # (every envs.TaskDistribution does; DESIGN's env contract does not require it).
+        named = getattr(self.task_distribution, "subgroups", None)
+        self.subgroups: tuple[str, ...] = tuple(named()) if named is not None else ()
         obs_dim = int(np.prod(probe.observation_space.shape))
         act_dim = int(np.prod(probe.action_space.shape))
         _check_memory(config, obs_dim, act_dim)
@@ -183,6 +211,7 @@ class Trainer:
 
         # 1. Tasks of this meta-batch.
         tasks = self.task_distribution.sample_tasks(c.tasks_per_batch, task_rng)
+        groups = [self.task_distribution.task_subgroup(t) for t in tasks] if self.subgroups else []
 
         # 2-3. Episodes with theta, then one inner step on them; with several steps, each
         # next step on fresh episodes of the parameters before it (values only: the
@@ -258,6 +287,9 @@ class Trainer:
             "return_post": mean_return(post),
             # The returns after the intermediate steps (multi-step adaptation only).
             **{f"return_step{k}": mean_return(e) for k, e in enumerate(pres[1:], start=1)},
+            # Per subgroup (forward/backward, slow/fast): a mean can hide a failed half.
+            **subgroup_returns("return_pre", pres[0], groups, self.subgroups),
+            **subgroup_returns("return_post", post, groups, self.subgroups),
             "env_steps": self.env_steps,
             "time_s": round(self.elapsed_s, 3),
             **{k: float(v) for k, v in metrics.items()},

@@ -128,3 +128,30 @@ def test_bad_axis_phase_or_label_is_named(tmp_path):
         plot_runs([run], tmp_path / "x.png", phases=("during",))
     with pytest.raises(ValueError, match="not among run_dirs"):
         plot_runs([run], tmp_path / "x.png", labels={"other": [tmp_path / "other"]})
+
+
+def test_subgroups_are_drawn_as_curves_of_their_own(tmp_path, monkeypatch):
+    header = (
+        HEADER + ",return_pre/forward,return_pre/backward,return_post/forward,return_post/backward"
+    )
+    run = tmp_path / "dir"
+    run.mkdir()
+    lines = [header] + [f"{i},0,{i},{i * 10},{i},-1,1,{2 * i},{-i}" for i in range(4)]
+    (run / "progress.csv").write_text("\n".join(lines) + "\n")
+    figures = []
+    real_savefig = Figure.savefig
+    monkeypatch.setattr(
+        Figure, "savefig", lambda fig, *a, **k: (figures.append(fig), real_savefig(fig, *a, **k))
+    )
+    plot_runs([run], tmp_path / "sub.png", subgroups=True)
+    (ax,) = figures[0].axes
+    lines = {line.get_label(): line for line in ax.lines}
+    assert set(lines) == {f"dir {g}, {p}" for g in ("forward", "backward") for p in ("pre", "post")}
+    np.testing.assert_array_equal(lines["dir backward, post"].get_ydata(), [0, -1, -2, -3])
+    assert lines["dir forward, pre"].get_color() == lines["dir forward, post"].get_color()
+    assert lines["dir forward, post"].get_color() != lines["dir backward, post"].get_color()
+    # A run without the columns (one group, or logged before them) is named, nothing written.
+    plain = _run(tmp_path, "plain")
+    with pytest.raises(ValueError, match=r"plain/progress\.csv has no per-subgroup columns"):
+        plot_runs([plain], tmp_path / "none.png", subgroups=True)
+    assert not (tmp_path / "none.png").exists()

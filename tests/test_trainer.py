@@ -6,13 +6,21 @@ import csv
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import CONFIGS, tiny_navigation_config, train_seeing_settings
 
 from metarl.cli import main
 from metarl.config import ConfigError, PPOConfig, TRPOConfig, load_config
-from metarl.trainer import CheckpointError, Trainer, TrainingDiverged, load_checkpoint, load_policy
+from metarl.trainer import (
+    CheckpointError,
+    Trainer,
+    TrainingDiverged,
+    iteration_seeds,
+    load_checkpoint,
+    load_policy,
+)
 
 tiny = tiny_navigation_config
 
@@ -476,3 +484,41 @@ def test_derivative_order_annealing_is_first_order_for_the_first_iterations(tmp_
     trainer = Trainer(tiny(iterations=4, adaptation=adaptation), tmp_path / "run", progress=False)
     seen = [s.first_order for s in train_seeing_settings(trainer, monkeypatch)]
     assert seen == [True, True, False, False]
+
+
+def test_returns_are_logged_per_subgroup_and_average_to_the_whole(tmp_path):
+    base = load_config(CONFIGS / "halfcheetah-dir.yaml")
+    config = dataclasses.replace(
+        base, iterations=1, tasks_per_batch=5, episodes_per_task=2, horizon=10
+    )
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    trainer.train()
+    (row,) = read_rows(tmp_path / "run")
+    tasks = trainer.task_distribution.sample_tasks(5, iteration_seeds(config.seed, 0)[0])
+    forward = sum(t["direction"] > 0 for t in tasks)
+    # Both directions, in unequal numbers (5 tasks): swapped columns fail the check below.
+    assert 0 < forward < 5
+    for phase in ("pre", "post"):
+        whole = float(row[f"return_{phase}"])
+        parts = float(row[f"return_{phase}/forward"]), float(row[f"return_{phase}/backward"])
+        # Every task has the same number of episodes: the task-weighted mean is the whole's.
+        assert (forward * parts[0] + (5 - forward) * parts[1]) / 5 == pytest.approx(whole)
+        assert parts[0] != parts[1]
+    # A one-group distribution (Navigation2D's goals in a disk) logs no subgroup column.
+    Trainer(tiny(iterations=1), tmp_path / "nav", progress=False).train()
+    assert not [c for c in read_rows(tmp_path / "nav")[0] if "/" in c]
+
+
+def test_subgroup_returns_name_their_columns_and_leave_an_absent_group_blank():
+    from metarl.episodes import Episodes
+    from metarl.trainer import subgroup_returns
+
+    rewards = torch.tensor([1.0, 2.0, 4.0]).reshape(3, 1, 1).expand(3, 2, 2)  # [task, T, E]
+    ones = torch.ones(3, 2, 2)
+    episodes = Episodes(torch.zeros(3, 2, 2, 1), torch.zeros(3, 2, 2, 1), rewards, ones, ones)
+    groups = ["velocity < 1", "velocity >= 1", "velocity >= 1"]
+    columns = subgroup_returns("return_post", episodes, groups, ("velocity < 1", "velocity >= 1"))
+    assert columns == {"return_post/velocity_lt_1": 2.0, "return_post/velocity_ge_1": 6.0}
+    absent = subgroup_returns("r", episodes, ["forward"] * 3, ("forward", "backward"))
+    assert absent["r/forward"] == pytest.approx(14 / 3) and np.isnan(absent["r/backward"])
+    assert subgroup_returns("r", episodes, ["all"] * 3, ("all",)) == {}

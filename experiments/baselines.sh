@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The baselines a cheetah run is evaluated against (`metarl evaluate --baselines`), trained
-# with the run's own config (horizon, env options, architecture) through the batched engine:
+# The baselines a meta-training run is evaluated against (`metarl evaluate --baselines`),
+# trained with the run's own config (horizon, env options, architecture) through the batched
+# engine, into experiments/results/<config>-baselines/:
 #   pretrained: PPO of metarl's architecture on the whole task distribution, the task never
 #               observed (adapted by metarl's own inner steps at evaluation);
 #   oracle:     SAC that observes the task (not adapted; scored with its mean action).
@@ -9,12 +10,18 @@
 # Each zip gets its learning curve beside it (<name>.monitor.csv, <name>.png); the command
 # prints whether the last 10% of the episodes still gain on the 10% before. A zip that exists
 # is kept (FORCE=1 retrains); raise the budgets (environment steps) until the curves are flat.
-#   FAMILY=dir experiments/halfcheetah_baselines.sh        # or FAMILY=vel
+#   CONFIG=halfcheetah-dir experiments/baselines.sh    # any experiments/configs/<CONFIG>.yaml
+#   CONFIG=ant-vel ORACLE_STEPS=1000000 experiments/baselines.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-family=${FAMILY:-dir}
-config=experiments/configs/halfcheetah-${family}.yaml
-out=experiments/results/halfcheetah-${family}-baselines
+name=${CONFIG:-}
+config=experiments/configs/${name}.yaml
+if [ -z "$name" ] || [ ! -f "$config" ]; then
+  echo "CONFIG must name a config in experiments/configs (got '${name}'), one of:" \
+    $(cd experiments/configs && ls *.yaml | sed 's/\.yaml$//') >&2
+  exit 2
+fi
+out=experiments/results/${name}-baselines
 pretrain_steps=${PRETRAIN_STEPS:-1000000}
 oracle_steps=${ORACLE_STEPS:-300000}
 force=()
