@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# One difference at a time on top of the shipped HalfCheetahDir config (ProMP's outer step),
+# same seed and tasks as experiments/results/halfcheetah-dir/seed0, 150 iterations each, then
+# the held-out evaluation at step 1 against the baselines (compare with that run's
+# evaluation-150/). Resumable: a run directory that exists is continued.
+#   experiments/halfcheetah_ablations.sh                 # every ablation
+#   experiments/halfcheetah_ablations.sh inner-lr-0.2    # one
+set -euo pipefail
+cd "$(dirname "$0")/.."
+metarl=.venv/bin/metarl
+results=experiments/results/halfcheetah-dir-ablations
+declare -A keys=(
+  [learn-lr]="adaptation.learn_lr=true"  # MAML++'s learned per-tensor inner rates
+  [inner-lr-0.2]="adaptation.lr=0.2"     # twice the paper's inner step
+)
+names=("$@")
+[ ${#names[@]} -eq 0 ] && names=(learn-lr inner-lr-0.2)
+for name in "${names[@]}"; do
+  if [ -z "${keys[$name]+set}" ]; then
+    echo "unknown ablation '$name'; choose from: ${!keys[*]}" >&2
+    exit 2
+  fi
+done
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+for name in "${names[@]}"; do
+  run=$results/$name-seed0
+  resume=()
+  [ -f "$run/checkpoints/latest.pt" ] && resume=(--resume)
+  $metarl train experiments/configs/halfcheetah-dir.yaml --run-dir "$run" --seed 0 \
+    --iterations 150 --set "${keys[$name]}" "${resume[@]}"
+  $metarl evaluate "$run" --tasks 40 --steps 1 --episodes 20 --seed 1 \
+    --baselines experiments/results/halfcheetah-dir-baselines \
+    --out "$run/evaluation/results.json" --force
+done
