@@ -28,16 +28,16 @@ RESULTS = ROOT / "experiments" / "results" / "peer-config"
 CONFIG = ROOT / "experiments" / "configs" / "halfcheetah-dir.yaml"
 BLOCK = 10
 
-# The peer's config: horizon 100, (64, 64) tanh. Everything else (40 tasks x 20
-# episodes, inner lr 0.1, one second-order step, TRPO max KL 0.01, CG 10 x 1e-5,
-# line search 15 x 0.8, gamma 0.99, GAE lambda 1) is the shared config's.
-# MAML-TRPO, the peer's algorithm: the shipped cheetah config meta-trains with ProMP's outer
-# step, so the peer's estimator and optimizer are set here (fvp and cg_subsample as shipped
-# before the switch; the variants below change them).
+# The peer's scale: horizon 100, (64, 64) tanh. Everything else (40 tasks x 20 episodes,
+# one second-order step, gamma 0.99, GAE lambda 1) is the shared config's.
+PEER_SCALE = ["horizon=100", "policy.hidden_sizes=[64,64]", "policy.activation=tanh"]
+# The peer's algorithm, MAML-TRPO (TRPO max KL 0.01, CG 10 x 1e-5, line search 15 x 0.8)
+# with its inner lr 0.1: the shipped cheetah config meta-trains with ProMP's outer step, so
+# the peer's estimator and optimizer are set here (fvp and cg_subsample as shipped before the
+# switch; the variants below change them).
 PEER = [
-    "horizon=100",
-    "policy.hidden_sizes=[64,64]",
-    "policy.activation=tanh",
+    *PEER_SCALE,
+    "adaptation.lr=0.1",
     "objective=maml",
     "meta_optimizer.name=trpo",
     "meta_optimizer.fvp=gauss_newton",
@@ -98,12 +98,20 @@ VARIANTS: dict[str, list[str]] = {
     "std1-xavier": [*OLD, "policy.init=xavier_uniform"],
     "scaled-torch": [*OLD, *SCALED],
     "defaults": [],  # the shipped policy with MAML-TRPO (= scaled-xavier-gn-sub25, see SAME)
+    # Twice the paper's inner step size (the same ablation at the paper's scale:
+    # experiments/results/halfcheetah-dir-ablations).
+    "defaults-inner-lr-0.2": ["adaptation.lr=0.2"],
+    # The shipped config as it is (its own outer step and inner lr) at the peer's scale.
+    "shipped": [],
 }
+# Variants over PEER_SCALE alone, not the peer's algorithm.
+AT_PEER_SCALE_ONLY = {"shipped"}
 
 
 def run(name: str, seed: int, iterations: int) -> Path:
     run_dir = RESULTS / f"{name}-seed{seed}"
-    return train_run(CONFIG, run_dir, seed, iterations, [*PEER, *VARIANTS[name]])
+    base = PEER_SCALE if name in AT_PEER_SCALE_ONLY else PEER
+    return train_run(CONFIG, run_dir, seed, iterations, [*base, *VARIANTS[name]])
 
 
 def block_means(path: Path, column: str) -> list[float]:
