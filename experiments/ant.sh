@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 metarl=.venv/bin/metarl
 id=${ID:-vel}
 seed=${SEED:-0}
-source experiments/outer_step.sh
+source experiments/run_steps.sh
 outer_step experiments/results/ant-${id} "$seed"
 iterations=${ITERATIONS:-500}
 
@@ -23,18 +23,6 @@ resume=()
 [ -f "$run/checkpoints/latest.pt" ] && resume=(--resume)
 $metarl train "experiments/configs/ant-${id}.yaml" --run-dir "$run" --seed "$seed" \
   --iterations "$iterations" "${sets[@]}" "${resume[@]}"
-baselines=experiments/results/ant-${id}-baselines
-evaluate=(--tasks 40 --steps 3 --episodes 20 --seed 1 --out "$run/evaluation/results.json" --force)
-[ -f "$baselines/oracle.zip" ] && evaluate+=(--baselines "$baselines")
-$metarl evaluate "$run" "${evaluate[@]}"
-$metarl plot "$run" --out "$run/curves.png"
-if head -n1 "$run/progress.csv" | grep -q "return_post/"; then
-  $metarl plot "$run" --subgroups --out "$run/curves-subgroups.png"
-fi
-if [ "$id" = dir ]; then
-  tasks=(--task '{"direction": 1}' --task '{"direction": -1}')
-  $metarl render "$run" "${tasks[@]}" --steps 1 --seed 1 --max-steps 80 --stride 4 --fps 20 \
-    --out "$run/adapted.gif" --force
-  $metarl render "$run" "${tasks[@]}" --steps 1 --seed 1 --max-steps 200 \
-    --out "$run/adapted.mp4" --force
-fi
+tasks=()
+[ "$id" = dir ] && tasks=(--task '{"direction": 1}' --task '{"direction": -1}')
+finish_run "$run" "experiments/results/ant-${id}-baselines" "${tasks[@]}"
