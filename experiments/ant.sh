@@ -4,7 +4,8 @@
 # (with the baselines of `CONFIG=ant-<id> experiments/baselines.sh` when they exist), the
 # learning curves (also per subgroup, where the run logged them) and, for AntDir, the adapted
 # rollouts (a small GIF and the full MP4). About 35 s per meta-iteration on the project's 2-core
-# machine once episodes run to the horizon (AntDir's 40 episodes per task: about twice that).
+# machine once episodes run to the horizon (AntVel, AntGoal); AntDir runs ProMP's 20 episodes of
+# 100 steps per task, a quarter of the paper's 40 of 200.
 #   ID=vel SEED=0 ITERATIONS=500 experiments/ant.sh       # ID: vel, dir or goal
 # The shipped configs meta-train with ProMP's outer step; OUTER=trpo runs the paper's MAML-TRPO
 # instead into experiments/results/ant-<id>-trpo/ (the first AntVel run of this config).

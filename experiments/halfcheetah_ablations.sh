@@ -12,9 +12,11 @@ results=experiments/results/halfcheetah-dir-ablations
 declare -A keys=(
   [learn-lr]="adaptation.learn_lr=true"  # MAML++'s learned per-tensor inner rates
   [inner-lr-0.2]="adaptation.lr=0.2"     # twice the paper's inner step
+  [wide]="policy.hidden_sizes=[256,256]"  # the SAC oracle's width (forward trails backward)
+  [no-inner-kl]="meta_optimizer.inner_kl_coeff=0"  # nothing holds the adapted policy near the pre-step one
 )
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(learn-lr inner-lr-0.2)
+[ ${#names[@]} -eq 0 ] && names=(learn-lr inner-lr-0.2 wide no-inner-kl)
 for name in "${names[@]}"; do
   if [ -z "${keys[$name]+set}" ]; then
     echo "unknown ablation '$name'; choose from: ${!keys[*]}" >&2

@@ -26,7 +26,7 @@ SHIPPED = {
     "halfcheetah-vel": ("metarl/HalfCheetahVel-v0", 40, 20, 200),
     "halfcheetah-dir": ("metarl/HalfCheetahDir-v0", 40, 20, 200),
     "ant-vel": ("metarl/AntVel-v0", 40, 20, 200),
-    "ant-dir": ("metarl/AntDir-v0", 40, 40, 200),
+    "ant-dir": ("metarl/AntDir-v0", 40, 20, 100),
     "ant-goal": ("metarl/AntGoal-v0", 40, 20, 200),
 }
 
