@@ -15,6 +15,10 @@ table to ``diagnosis.md``:
   adaptation), per task subgroup (forward/backward, lower/upper speeds).
 
     .venv/bin/python experiments/ant_diagnosis.py [--tasks 20] [--episodes 10] [--run RUN_DIR ...]
+
+``--runs-only`` samples only the ``--run`` rows and puts them into the existing output in place
+of earlier rows of the same runs (the iteration-0 rows are kept as they were computed: AntDir's
+at the paper's horizon of 200, which its config has since halved).
 """
 
 from __future__ import annotations
@@ -125,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run", action="append", default=[], help="a trained Ant run to add")
+    parser.add_argument(
+        "--runs-only",
+        action="store_true",
+        help="sample only the --run rows; keep the other rows of the existing diagnosis.json",
+    )
     args = parser.parse_args(argv)
     rows = []
     cases = [
@@ -133,6 +142,19 @@ def main(argv: list[str] | None = None) -> int:
         for definition, env_kwargs in DEFINITIONS.items()
         for label, settings in POLICIES.items()
     ]
+    if args.runs_only:
+        if not args.run:
+            parser.error("--runs-only needs at least one --run")
+        existing = OUT / "diagnosis.json"
+        if not existing.is_file():
+            parser.error(f"--runs-only adds to {existing}, which does not exist: run without it")
+        runs = {str(run) for run in args.run}
+        rows = [
+            row
+            for row in json.loads(existing.read_text())
+            if row["definition"] != "as trained" or row["policy"].split(" @ ")[0] not in runs
+        ]
+        cases = []
     for env_id, definition, env_kwargs, label, settings in cases:
         # metarl/AntGoal-v0 -> experiments/configs/ant-goal.yaml
         name = env_id.split("/")[1].removesuffix("-v0").lower().replace("ant", "ant-")

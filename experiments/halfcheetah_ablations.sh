@@ -12,11 +12,12 @@ results=experiments/results/halfcheetah-dir-ablations
 declare -A keys=(
   [learn-lr]="adaptation.learn_lr=true"  # MAML++'s learned per-tensor inner rates
   [inner-lr-0.2]="adaptation.lr=0.2"     # twice the paper's inner step
-  [wide]="policy.hidden_sizes=[256,256]"  # the SAC oracle's width (forward trails backward)
+  [wide]="policy.hidden_sizes=[256,256]"  # the SAC oracle's width; its meta-step takes ~6x the shipped one
   [no-inner-kl]="meta_optimizer.inner_kl_coeff=0"  # nothing holds the adapted policy near the pre-step one
+  [inner-kl-5e-3]="meta_optimizer.inner_kl_coeff=5e-3"  # 10x ProMP's (removing it hurt both directions)
 )
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(learn-lr inner-lr-0.2 wide no-inner-kl)
+[ ${#names[@]} -eq 0 ] && names=(learn-lr inner-lr-0.2 wide no-inner-kl inner-kl-5e-3)
 for name in "${names[@]}"; do
   if [ -z "${keys[$name]+set}" ]; then
     echo "unknown ablation '$name'; choose from: ${!keys[*]}" >&2
