@@ -148,11 +148,11 @@ def main(argv: list[str] | None = None) -> int:
         existing = OUT / "diagnosis.json"
         if not existing.is_file():
             parser.error(f"--runs-only adds to {existing}, which does not exist: run without it")
-        runs = {str(run) for run in args.run}
+        runs = {Path(run) for run in args.run}
         rows = [
             row
             for row in json.loads(existing.read_text())
-            if row["definition"] != "as trained" or row["policy"].split(" @ ")[0] not in runs
+            if row["definition"] != "as trained" or Path(row["policy"].split(" @ ")[0]) not in runs
         ]
         cases = []
     for env_id, definition, env_kwargs, label, settings in cases:
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         row = {
             "env": config.env,
             "definition": "as trained",
-            "policy": f"{run} @ {state['iteration']}",
+            "policy": f"{Path(run)} @ {state['iteration']}",
         }
         row.update(
             rollout(
