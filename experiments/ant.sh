@@ -13,17 +13,13 @@
 #   .venv/bin/metarl train experiments/results/ant-vel-v1/config.yaml --iterations 150
 set -euo pipefail
 cd "$(dirname "$0")/.."
-metarl=.venv/bin/metarl
 id=${ID:-vel}
 seed=${SEED:-0}
 source experiments/run_steps.sh
 outer_step experiments/results/ant-${id} "$seed"
 iterations=${ITERATIONS:-500}
 
-resume=()
-[ -f "$run/checkpoints/latest.pt" ] && resume=(--resume)
-$metarl train "experiments/configs/ant-${id}.yaml" --run-dir "$run" --seed "$seed" \
-  --iterations "$iterations" "${sets[@]}" "${resume[@]}"
+train_run "experiments/configs/ant-${id}.yaml" "$run" "$seed" "$iterations" "${sets[@]}"
 tasks=()
 [ "$id" = dir ] && tasks=(--task '{"direction": 1}' --task '{"direction": -1}')
 finish_run "$run" "experiments/results/ant-${id}-baselines" "${tasks[@]}"

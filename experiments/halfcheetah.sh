@@ -12,7 +12,6 @@
 #   OUTER=trpo FAMILY=dir SEED=0 experiments/halfcheetah.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-metarl=.venv/bin/metarl
 family=${FAMILY:-dir}
 seed=${SEED:-0}
 source experiments/run_steps.sh
@@ -25,8 +24,5 @@ case $family in
   *) echo "FAMILY must be dir or vel, got $family" >&2; exit 2 ;;
 esac
 
-resume=()
-[ -f "$run/checkpoints/latest.pt" ] && resume=(--resume)
-$metarl train "experiments/configs/halfcheetah-${family}.yaml" --run-dir "$run" --seed "$seed" \
-  --iterations "$iterations" "${sets[@]}" "${resume[@]}"
+train_run "experiments/configs/halfcheetah-${family}.yaml" "$run" "$seed" "$iterations" "${sets[@]}"
 finish_run "$run" "$baselines" "${tasks[@]}"

@@ -7,7 +7,7 @@
 #   experiments/halfcheetah_ablations.sh inner-lr-0.2    # one
 set -euo pipefail
 cd "$(dirname "$0")/.."
-metarl=.venv/bin/metarl
+source experiments/run_steps.sh
 results=experiments/results/halfcheetah-dir-ablations
 declare -A keys=(
   [learn-lr]="adaptation.learn_lr=true"  # MAML++'s learned per-tensor inner rates
@@ -27,11 +27,8 @@ done
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 for name in "${names[@]}"; do
   run=$results/$name-seed0
-  resume=()
-  [ -f "$run/checkpoints/latest.pt" ] && resume=(--resume)
-  $metarl train experiments/configs/halfcheetah-dir.yaml --run-dir "$run" --seed 0 \
-    --iterations 150 --set "${keys[$name]}" "${resume[@]}"
-  $metarl evaluate "$run" --tasks 40 --steps 1 --episodes 20 --seed 1 \
+  train_run experiments/configs/halfcheetah-dir.yaml "$run" 0 150 --set "${keys[$name]}"
+  .venv/bin/metarl evaluate "$run" --tasks 40 --steps 1 --episodes 20 --seed 1 \
     --baselines experiments/results/halfcheetah-dir-baselines \
     --out "$run/evaluation/results.json" --force
 done

@@ -1,4 +1,5 @@
-# Sourced by experiments/halfcheetah.sh and experiments/ant.sh: the steps their runs share.
+# Sourced by experiments/halfcheetah.sh, experiments/ant.sh and
+# experiments/halfcheetah_ablations.sh: the steps their runs share.
 #
 # outer_step RESULTS SEED: the outer step a run meta-trains with. The shipped locomotion configs
 # use ProMP's; OUTER=trpo gives the paper's MAML-TRPO (its estimator and TRPO, with the
@@ -13,6 +14,18 @@ outer_step() {
         --set meta_optimizer.fvp=gauss_newton --set meta_optimizer.cg_subsample=0.25) ;;
     *) echo "OUTER must be promp or trpo, got $OUTER" >&2; exit 2 ;;
   esac
+}
+
+# train_run CONFIG RUN SEED ITERATIONS [ARG ...]: meta-trains CONFIG into RUN up to ITERATIONS,
+# continuing it (--resume) when RUN has a checkpoint, so a run spans sessions; the ARGs (--set
+# KEY=VALUE ...) go to `metarl train` as they are.
+train_run() {
+  local config=$1 run=$2 seed=$3 iterations=$4
+  shift 4
+  local resume=()
+  [ -f "$run/checkpoints/latest.pt" ] && resume=(--resume)
+  .venv/bin/metarl train "$config" --run-dir "$run" --seed "$seed" --iterations "$iterations" \
+    "$@" "${resume[@]}"
 }
 
 # finish_run RUN BASELINES [--task JSON ...]: after meta-training, the held-out evaluation per
