@@ -9,7 +9,10 @@
 #               after 420,000 steps and fell to 264 by 720,000 (ppo-oracle-attempt.monitor.csv).
 # Each zip gets its learning curve beside it (<name>.monitor.csv, <name>.png); the command
 # prints whether the last 10% of the episodes still gain on the 10% before. A zip that exists
-# is kept (FORCE=1 retrains); raise the budgets (environment steps) until the curves are flat.
+# is trained on (`metarl baseline --resume`) to its budget, PRETRAIN_STEPS or ORACLE_STEPS
+# environment steps in all (nothing to do once it has them; FORCE=1 retrains from scratch):
+# raise the budgets until the curves are flat. Each saves every 100,000 steps, so a budget
+# may span sessions: rerun the same command.
 #   CONFIG=halfcheetah-dir experiments/baselines.sh    # any experiments/configs/<CONFIG>.yaml
 #   CONFIG=ant-vel ORACLE_STEPS=1000000 experiments/baselines.sh
 set -euo pipefail
@@ -24,17 +27,22 @@ fi
 out=experiments/results/${name}-baselines
 pretrain_steps=${PRETRAIN_STEPS:-1000000}
 oracle_steps=${ORACLE_STEPS:-300000}
-force=()
-[ "${FORCE:-0}" = 1 ] && force=(--force)
 # Small networks gain little from a second torch thread here, and the runs share 2 cores.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-if [ ! -f "$out/pretrained.zip" ] || [ ${#force[@]} -gt 0 ]; then
-  .venv/bin/metarl baseline pretrain "$config" --timesteps "$pretrain_steps" --n-envs 8 \
-    --out "$out/pretrained.zip" --no-progress "${force[@]}"
-fi
-if [ ! -f "$out/oracle.zip" ] || [ ${#force[@]} -gt 0 ]; then
-  # SAC with 4 sub-envs and 2 gradient steps per 4 env steps (half of SAC's usual update ratio:
-  # the gradient steps dominate the time on a CPU).
-  .venv/bin/metarl baseline oracle "$config" --algo sac --timesteps "$oracle_steps" --n-envs 4 \
-    --algo-kwargs '{gradient_steps: 2}' --out "$out/oracle.zip" --no-progress "${force[@]}"
-fi
+# baseline NAME KIND STEPS [ARG ...]: trains $out/NAME.zip to STEPS environment steps in all.
+baseline() {
+  local zip=$out/$1.zip kind=$2 steps=$3
+  shift 3
+  local how=()
+  if [ "${FORCE:-0}" = 1 ]; then
+    how=(--force)
+  elif [ -f "$zip" ]; then
+    how=(--resume)
+  fi
+  .venv/bin/metarl baseline "$kind" "$config" --timesteps "$steps" --out "$zip" --no-progress \
+    "$@" "${how[@]}"
+}
+baseline pretrained pretrain "$pretrain_steps" --n-envs 8
+# SAC with 4 sub-envs and 2 gradient steps per 4 env steps (half of SAC's usual update ratio:
+# the gradient steps dominate the time on a CPU).
+baseline oracle oracle "$oracle_steps" --algo sac --n-envs 4 --algo-kwargs '{gradient_steps: 2}'

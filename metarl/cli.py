@@ -337,7 +337,7 @@ def _baseline(args: argparse.Namespace) -> int:
     from metarl.config import load_config
     from metarl.errors import InputError
     from metarl.plotting import plot_curve
-    from metarl.sb3 import curve_path, curve_summary, train_baseline
+    from metarl.sb3 import curve_path, curve_summary, saved_steps, train_baseline
 
     config = load_config(args.config, list(args.set))
     name = "pretrained" if args.kind == "pretrain" else "oracle"
@@ -352,37 +352,60 @@ def _baseline(args: argparse.Namespace) -> int:
             "--algo sac is for the oracle: the pretrained baseline is adapted by metarl's "
             "policy-gradient step, so it must be a PPO Gaussian policy"
         )
-    _check_counts(args, timesteps=1, n_envs=1)
+    _check_counts(args, timesteps=1, n_envs=1, save_every=0)
     algo_kwargs = _yaml_mapping(args.algo_kwargs, "--algo-kwargs")
     for path in (out, curve_path(out), out.with_suffix(".png")):
         _check_writable(path)
-    if out.exists() and not args.force:
-        raise UsageError(f"{out} exists; pass --force to overwrite it or choose another --out")
+    if args.resume and args.force:
+        raise UsageError(
+            "--resume continues the saved baseline and --force overwrites it: pick one"
+        )
+    if args.resume and not out.is_file():
+        raise UsageError(f"--resume: {out} does not exist; train it first without --resume")
+    if out.exists() and not (args.force or args.resume):
+        raise UsageError(
+            f"{out} exists; pass --resume to train it on to --timesteps in all, --force to "
+            "overwrite it, or choose another --out"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
-    path = train_baseline(
-        config.env,
-        args.timesteps,
-        config.policy.hidden_sizes,
-        config.policy.activation,
-        config.policy.init_std,
-        config.seed,
-        out,
-        progress_bar=not args.no_progress,
-        observe_task=args.kind == "oracle",
-        algorithm=args.algo,
-        horizon=config.horizon,
-        env_kwargs=config.env_kwargs,
-        n_envs=args.n_envs,
-        algo_kwargs=algo_kwargs,
-    )
-    curve = plot_curve(curve_path(path), path.with_suffix(".png"), title=f"{name}: {config.env}")
-    print(f"wrote {path}, its learning curve {curve_path(path)} and {curve}")
+    done = saved_steps(out) if args.resume else 0
+    if done >= args.timesteps:
+        path = out
+        print(
+            f"{out} has trained {done} steps, at least --timesteps {args.timesteps}: nothing to "
+            "train (--timesteps is the total; raise it to train on)"
+        )
+    else:
+        if done:
+            print(f"resuming {out} at {done} steps, to {args.timesteps} in all")
+        path = train_baseline(
+            config.env,
+            args.timesteps,
+            config.policy.hidden_sizes,
+            config.policy.activation,
+            config.policy.init_std,
+            config.seed,
+            out,
+            progress_bar=not args.no_progress,
+            observe_task=args.kind == "oracle",
+            algorithm=args.algo,
+            horizon=config.horizon,
+            env_kwargs=config.env_kwargs,
+            n_envs=args.n_envs,
+            algo_kwargs=algo_kwargs,
+            resume=args.resume,
+            save_every=args.save_every,
+        )
+        curve = plot_curve(
+            curve_path(path), path.with_suffix(".png"), title=f"{name}: {config.env}"
+        )
+        print(f"wrote {path}, its learning curve {curve_path(path)} and {curve}")
     try:
         summary = curve_summary(curve_path(path))
     except InputError as error:  # a short run: too few episodes to judge
         print(f"{error}; train longer to tell whether the curve is flat")
         return 0
-    verdict = "flat" if summary["flat"] else "still rising: train longer (--timesteps, --force)"
+    verdict = "flat" if summary["flat"] else "still rising: train longer (--resume, --timesteps)"
     print(
         f"mean return of the last 10% of {summary['episodes']} episodes {summary['last']:.1f}, "
         f"of the 10% before {summary['before']:.1f} (change {summary['change']:+.1f}; training "
@@ -485,7 +508,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the task",
     )
     base.add_argument("config", help="the YAML config of the meta-training run")
-    base.add_argument("--timesteps", type=int, default=1_000_000)
+    base.add_argument(
+        "--timesteps",
+        type=int,
+        default=1_000_000,
+        help="environment steps in all (with --resume, the saved ones included)",
+    )
     base.add_argument(
         "--algo",
         choices=["ppo", "sac"],
@@ -504,6 +532,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     base.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     base.add_argument("--force", action="store_true", help="overwrite an existing zip")
+    base.add_argument(
+        "--resume",
+        action="store_true",
+        help="train the existing zip on until --timesteps in all, continuing its curve",
+    )
+    base.add_argument(
+        "--save-every",
+        type=int,
+        default=100_000,
+        metavar="STEPS",
+        help="save the zip and curve every STEPS env steps, so an interrupted training can be "
+        "resumed (0: only at the end)",
+    )
     base.add_argument("--no-progress", action="store_true")
     base.set_defaults(run=_baseline)
 

@@ -51,6 +51,8 @@ __all__ = [
     "from_sb3",
     "load_pretrained",
     "oracle_returns",
+    "replay_path",
+    "saved_steps",
     "to_sb3",
     "train_baseline",
     "train_oracle",
@@ -334,6 +336,8 @@ def train_baseline(
     env_kwargs: Mapping[str, Any] | None = None,
     n_envs: int = 8,
     algo_kwargs: Mapping[str, Any] | None = None,
+    resume: bool = False,
+    save_every: int = 0,
 ) -> Path:
     """Train one SB3 policy on the whole task distribution and save it: the *pretrained*
     baseline (tasks hidden) or, with ``observe_task``, the *oracle*.
@@ -359,7 +363,14 @@ def train_baseline(
         env_kwargs: the env's options; pass the run's ``config.env_kwargs``.
         n_envs: sub-envs stepped together.
         algo_kwargs: keyword arguments of ``PPO`` / ``SAC`` over the defaults (PPO: SB3's,
-            with ``n_steps = 2048 // n_envs``; SAC: :data:`SAC_DEFAULTS`).
+            with ``n_steps = 2048 // n_envs``; SAC: :data:`SAC_DEFAULTS`). When resuming they
+            override the saved ones.
+        resume: continue the baseline saved at ``out_path`` (its algorithm and the same env)
+            until ``total_timesteps`` in all (nothing is trained when it has them already:
+            :func:`saved_steps`); its learning curve is continued, and a SAC
+            model's replay buffer is reloaded from :func:`replay_path` where it was kept.
+        save_every: also save the zip and the curve so far every this many environment steps
+            (0: only at the end), so that an interrupted training can be resumed.
 
     Returns:
         The path written.
@@ -371,6 +382,8 @@ def train_baseline(
         raise InputError(
             f"total_timesteps and n_envs must be positive, got {total_timesteps}, {n_envs}"
         )
+    if save_every < 0:
+        raise InputError(f"save_every must be 0 (save at the end) or positive, got {save_every}")
     if algorithm not in ALGORITHMS:
         raise InputError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
     if algorithm == "sac" and not observe_task:
@@ -381,14 +394,25 @@ def train_baseline(
     path = Path(out_path)
     if path.suffix == "":
         path = path.with_name(path.name + ".zip")  # what SB3's save writes anyway
+    trained = _trained_steps(path, algorithm) if resume else 0
+    if trained >= total_timesteps:
+        return path  # resumed at or past the total asked: nothing to train
     path.parent.mkdir(parents=True, exist_ok=True)
-    # The curve is written under a temporary name and moved beside the zip once the model
-    # is saved: a failed or interrupted training leaves an earlier curve as it was.
+    # The new episodes go to a temporary curve; each save writes the zip and the whole curve
+    # so far (an earlier run's episodes first, when resuming) beside it, so an interrupted
+    # training leaves the last save's zip and curve, which resume continues.
     partial = curve_path(path.with_name(f".{path.stem}.partial.zip"))
-    vec = _vec_env(env_id, n_envs, seed, observe_task, horizon, env_kwargs)
+    earlier = curve_path(path) if resume and curve_path(path).is_file() else None
+    # A resumed run draws fresh physics, tasks and noise rather than repeating the first run's.
+    stream = (
+        seed if not resume else int(np.random.SeedSequence([seed, trained]).generate_state(1)[0])
+    )
+    vec = _vec_env(env_id, n_envs, stream, observe_task, horizon, env_kwargs)
     vec = VecMonitor(vec, str(partial).removesuffix(".monitor.csv"))
     try:
-        if algorithm == "sac":
+        if resume:
+            model = _reload(path, vec, stream, algo_kwargs)
+        elif algorithm == "sac":
             kwargs = {**SAC_DEFAULTS, "seed": seed, "verbose": 0, **(algo_kwargs or {})}
             model = _construct(SAC, "MlpPolicy", vec, device="cpu", **kwargs)
         else:
@@ -404,14 +428,128 @@ def train_baseline(
             # SB3's default rollout of 2048 steps, split over the sub-envs.
             kwargs = {"n_steps": max(2048 // n_envs, 1), "seed": seed, "verbose": 0}
             model = _construct(to_sb3, policy, vec, **{**kwargs, **(algo_kwargs or {})})
-        use_bar, callback = _progress(progress_bar)
-        model.learn(total_timesteps=total_timesteps, progress_bar=use_bar, callback=callback)
-        model.save(path)
-        os.replace(partial, curve_path(path))
+
+        def save() -> None:
+            _save_atomically(model, path)
+            _merge_curves(earlier, partial, curve_path(path))
+
+        use_bar, bar = _progress(progress_bar)
+        callbacks = [c for c in (bar, _Checkpoint(save_every, save) if save_every else None) if c]
+        model.learn(
+            total_timesteps=total_timesteps - trained,
+            progress_bar=use_bar,
+            callback=callbacks or None,
+            reset_num_timesteps=not resume,
+        )
+        save()
     finally:
         vec.close()
         partial.unlink(missing_ok=True)
     return path
+
+
+def replay_path(path: str | os.PathLike[str]) -> Path:
+    """Where a SAC baseline's replay buffer is kept for resuming: ``oracle.zip`` ->
+    ``oracle.replay.pkl`` (large and machine-local: not committed beside the zip)."""
+    path = Path(path)
+    return path.with_name(path.stem + ".replay.pkl")
+
+
+def saved_steps(path: str | os.PathLike[str]) -> int:
+    """The environment steps the baseline saved at ``path`` has trained."""
+    return int(_load(path).num_timesteps)
+
+
+def _trained_steps(path: Path, algorithm: str) -> int:
+    """The environment steps the baseline saved at ``path`` has trained, checked resumable."""
+    if not path.is_file():
+        raise InputError(
+            f"{path} does not exist, so there is nothing to resume; train it first without resume"
+        )
+    model = _load(path)
+    saved = "sac" if type(model).__name__ == "SAC" else "ppo"
+    if saved != algorithm:
+        raise InputError(f"{path} holds a {saved} model; resume it with algorithm {saved!r}")
+    return int(model.num_timesteps)
+
+
+def _reload(
+    path: Path, vec: VecEnv, seed: int, algo_kwargs: Mapping[str, Any] | None
+) -> BaseAlgorithm:
+    """The saved baseline at ``path`` on the envs ``vec``, ready to train on.
+
+    ``algo_kwargs`` override the saved hyperparameters (``gradient_steps``, say). A SAC
+    model gets its replay buffer back from :func:`replay_path` when it is there; else
+    (a fresh machine) it refills the buffer with ``learning_starts`` steps of random
+    actions before its updates resume, as its first run began.
+    """
+    from stable_baselines3 import SAC
+
+    algorithm = SAC if type(_load(path)).__name__ == "SAC" else PPO
+    try:
+        model = algorithm.load(path, env=vec, device="cpu", **dict(algo_kwargs or {}))
+    except ValueError as error:  # SB3's check of the observation and action spaces
+        raise InputError(
+            f"{path} does not fit the config's env ({error}); resume with the config it was "
+            "trained with"
+        ) from None
+    model.set_random_seed(seed)
+    if isinstance(model, SAC):
+        buffer = replay_path(path)
+        if buffer.is_file():
+            model.load_replay_buffer(buffer)
+        else:
+            model.learning_starts = model.num_timesteps + int(model.learning_starts)
+    return model
+
+
+def _save_atomically(model: BaseAlgorithm, path: Path) -> None:
+    """Save ``model`` to ``path`` (and a SAC model's replay buffer to :func:`replay_path`),
+    each written under a temporary name first so that an interruption leaves the last save."""
+    staged = path.with_name(f".{path.stem}.saving.zip")
+    model.save(staged)
+    os.replace(staged, path)
+    if hasattr(model, "save_replay_buffer"):
+        staged = path.with_name(f".{path.stem}.saving.pkl")
+        model.save_replay_buffer(staged)
+        os.replace(staged, replay_path(path))
+
+
+def _merge_curves(earlier: Path | None, partial: Path, out: Path) -> None:
+    """Write ``out``: the episodes of the ``earlier`` curve, then those of ``partial``, their
+    times continuing the earlier ones (both SB3 monitor CSVs: a JSON line, then ``r,l,t``)."""
+    head: list[str] = []
+    rows: list[str] = []
+    offset = 0.0
+    if earlier is not None:
+        lines = earlier.read_text().splitlines()
+        head, rows = lines[:2], lines[2:]
+        offset = float(rows[-1].split(",")[2]) if rows else 0.0
+    lines = partial.read_text().splitlines() if partial.is_file() else []
+    head = head or lines[:2]
+    for line in lines[2:]:
+        r, length, t = line.split(",")
+        rows.append(f"{r},{length},{float(t) + offset:.6f}")
+    staged = out.with_name(f".{out.name}.saving")
+    staged.write_text("\n".join(head + rows) + "\n")
+    os.replace(staged, out)
+
+
+class _Checkpoint(BaseCallback):
+    """Calls ``save`` each time another ``every`` environment steps have been trained."""
+
+    def __init__(self, every: int, save: Any) -> None:
+        super().__init__()
+        self.every, self.save = every, save
+
+    def _on_training_start(self) -> None:
+        self._next = self.model.num_timesteps + self.every
+
+    def _on_step(self) -> bool:
+        if self.model.num_timesteps >= self._next:
+            self.save()
+            self._next += self.every
+        return True
 
 
 def _construct(make: Any, *args: Any, **kwargs: Any) -> BaseAlgorithm:
@@ -445,7 +583,10 @@ def _load(path: str | os.PathLike[str]) -> BaseAlgorithm:
         path = path.with_name(path.name + ".zip")
     if not path.is_file():
         raise FileNotFoundError(f"no saved SB3 model at {path}")
-    data, _, _ = load_from_zip_file(path, load_data=True, device="cpu", print_system_info=False)
+    try:
+        data, _, _ = load_from_zip_file(path, load_data=True, device="cpu", print_system_info=False)
+    except ValueError as error:  # SB3's "wasn't a zip-file"
+        raise InputError(f"{path} is not a saved stable-baselines3 model ({error})") from None
     policy_class = data.get("policy_class") if data else None
     is_sac = isinstance(policy_class, type) and issubclass(policy_class, SACPolicy)
     return (SAC if is_sac else PPO).load(path, device="cpu")

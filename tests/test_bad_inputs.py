@@ -128,6 +128,18 @@ def test_baseline_bad_algorithm_arguments(capsys, tmp_path, extra, message):
     assert not out.exists()
 
 
+def test_baseline_resume_needs_the_zip_and_excludes_force(capsys, tmp_path):
+    out = tmp_path / "o.zip"
+    _refused(["baseline", "oracle", NAV, "--out", str(out), "--resume"], capsys, "does not exist")
+    assert not out.exists() and not list(tmp_path.iterdir())
+    out.write_bytes(b"kept")
+    _refused(["baseline", "oracle", NAV, "--out", str(out), "--resume", "--force"], capsys, "one")
+    _refused(["baseline", "oracle", NAV, "--out", str(out)], capsys, "--resume", "--force")
+    _refused(["baseline", "oracle", NAV, "--out", str(out), "--save-every", "-1"], capsys, "save")
+    _refused(["baseline", "oracle", NAV, "--out", str(out), "--resume"], capsys, "not a saved")
+    assert out.read_bytes() == b"kept"
+
+
 def test_baseline_sac_is_for_the_oracle(capsys, tmp_path):
     out = tmp_path / "p.zip"
     _refused(["baseline", "pretrain", NAV, "--out", str(out), "--algo", "sac"], capsys, "oracle")

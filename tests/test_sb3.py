@@ -21,6 +21,8 @@ from metarl.sb3 import (
     from_sb3,
     load_pretrained,
     oracle_returns,
+    replay_path,
+    saved_steps,
     to_sb3,
     train_baseline,
     train_oracle,
@@ -341,3 +343,117 @@ def test_conversions_name_a_wrong_argument(nav):
         from_sb3(policy)
     with pytest.raises(InputError, match="action_scale"):
         from_sb3(to_sb3(policy, nav), action_scale=0)
+
+
+SAC_TINY = {"learning_starts": 20, "batch_size": 16, "policy_kwargs": {"net_arch": [8]}}
+
+
+def _sac_oracle(tmp_path, total, **kwargs):
+    return train_oracle(
+        NAV, total, [8], "tanh", 0.5, 0, tmp_path / "oracle.zip", False,
+        algorithm="sac", horizon=10, n_envs=2, algo_kwargs=SAC_TINY, **kwargs,
+    )  # fmt: skip
+
+
+def test_resume_trains_on_to_the_total_and_continues_the_curve(tmp_path):
+    from stable_baselines3 import SAC
+
+    oracle = _sac_oracle(tmp_path, 60)
+    first = SAC.load(oracle, device="cpu")
+    assert first.num_timesteps == 60 and replay_path(oracle).is_file()
+    _sac_oracle(tmp_path, 140, resume=True)
+    resumed = SAC.load(oracle, device="cpu")
+    assert resumed.num_timesteps == 140
+    # Training went on from the saved weights, not from a fresh start.
+    before = dict(first.policy.actor.named_parameters())
+    assert any(
+        not torch.equal(p, before[name]) for name, p in resumed.policy.actor.named_parameters()
+    )
+    steps, _ = read_curve(curve_path(oracle))
+    # 60 then 80 steps of 2 sub-envs with 10-step episodes: 6 + 8 episodes, in order.
+    assert list(steps) == list(range(10, 150, 10))
+    times = [float(line.split(",")[2]) for line in curve_path(oracle).read_text().splitlines()[2:]]
+    assert times == sorted(times)
+    assert not list(tmp_path.glob(".*"))  # no temporary file left
+
+
+def test_resume_without_the_replay_buffer_refills_it_first(tmp_path):
+    oracle = _sac_oracle(tmp_path, 60)
+    replay_path(oracle).unlink()  # a fresh machine: the zip and the curve were committed
+    from stable_baselines3 import SAC
+
+    from metarl import sb3
+
+    loaded = sb3._reload(oracle, sb3._vec_env(NAV, 2, 1, True, 10, None), 1, None)
+    assert isinstance(loaded, SAC) and loaded.learning_starts == 60 + 20
+    assert _sac_oracle(tmp_path, 100, resume=True) == oracle
+    assert SAC.load(oracle, device="cpu").num_timesteps == 100
+
+
+def test_an_interrupted_training_keeps_its_last_save_and_resumes(tmp_path, monkeypatch):
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.vec_env import VecEnvWrapper
+
+    from metarl import sb3
+
+    class Interrupted(VecEnvWrapper):  # the user's Ctrl-C after 50 steps of 2 sub-envs
+        steps = 0
+
+        def reset(self):
+            return self.venv.reset()
+
+        def step_wait(self):
+            Interrupted.steps += 1
+            if Interrupted.steps > 25:
+                raise KeyboardInterrupt
+            return self.venv.step_wait()
+
+    make = sb3._vec_env
+    monkeypatch.setattr(sb3, "_vec_env", lambda *a: Interrupted(make(*a)))
+    with pytest.raises(KeyboardInterrupt):
+        _sac_oracle(tmp_path, 200, save_every=20)
+    oracle = tmp_path / "oracle.zip"
+    # Saved at 20 and 40 steps; the curve holds the episodes finished by the last save.
+    assert SAC.load(oracle, device="cpu").num_timesteps == 40
+    assert list(read_curve(curve_path(oracle))[0]) == [10, 20, 30, 40]
+    assert not list(tmp_path.glob(".*"))
+    monkeypatch.setattr(sb3, "_vec_env", make)
+    _sac_oracle(tmp_path, 100, resume=True)
+    assert SAC.load(oracle, device="cpu").num_timesteps == 100
+    assert list(read_curve(curve_path(oracle))[0]) == list(range(10, 110, 10))
+
+
+def test_resume_refuses_what_it_cannot_continue(tmp_path):
+    with pytest.raises(InputError, match="nothing to resume"):
+        _sac_oracle(tmp_path, 60, resume=True)
+    oracle = _sac_oracle(tmp_path, 60)
+    saved = oracle.read_bytes()
+    assert _sac_oracle(tmp_path, 60, resume=True) == oracle  # the total reached: nothing to do
+    assert saved_steps(oracle) == 60
+    with pytest.raises(InputError, match="sac model"):
+        train_oracle(NAV, 100, [8], "tanh", 0.5, 0, oracle, False, resume=True)
+    with pytest.raises(InputError, match="does not fit"):
+        train_oracle(
+            "metarl/HalfCheetahDir-v0", 100, [8], "tanh", 0.5, 0, oracle, False,
+            algorithm="sac", resume=True,
+        )  # fmt: skip
+    assert oracle.read_bytes() == saved
+
+
+def test_the_baseline_command_resumes_to_the_total(tmp_path, capsys):
+    from conftest import CONFIGS
+
+    from metarl.cli import main
+
+    out = tmp_path / "pretrained.zip"
+    argv = ["baseline", "pretrain", str(CONFIGS / "navigation2d.yaml"), "--out", str(out)]
+    small = ["--n-envs", "2", "--algo-kwargs", str(TINY_PPO), "--no-progress"]
+    assert main([*argv, *small, "--timesteps", "256"]) == 0
+    assert main([*argv, *small, "--timesteps", "512", "--resume"]) == 0
+    assert f"resuming {out} at 256 steps, to 512 in all" in capsys.readouterr().out
+    assert saved_steps(out) == 512
+    steps, _ = read_curve(curve_path(out))
+    assert list(steps) == [100, 200, 300, 400]  # 100-step episodes, 2 sub-envs
+    assert main([*argv, *small, "--timesteps", "400", "--resume"]) == 0
+    assert "nothing to train" in capsys.readouterr().out
+    assert saved_steps(out) == 512
