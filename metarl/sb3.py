@@ -467,7 +467,7 @@ def _trained_steps(path: Path, algorithm: str) -> int:
             f"{path} does not exist, so there is nothing to resume; train it first without resume"
         )
     model = _load(path)
-    saved = "sac" if type(model).__name__ == "SAC" else "ppo"
+    saved = type(model).__name__.lower()
     if saved != algorithm:
         raise InputError(f"{path} holds a {saved} model; resume it with algorithm {saved!r}")
     return int(model.num_timesteps)
@@ -485,7 +485,7 @@ def _reload(
     """
     from stable_baselines3 import SAC
 
-    algorithm = SAC if type(_load(path)).__name__ == "SAC" else PPO
+    algorithm, _ = _algorithm_of(path)
     try:
         model = algorithm.load(path, env=vec, device="cpu", **dict(algo_kwargs or {}))
     except ValueError as error:  # SB3's check of the observation and action spaces
@@ -572,8 +572,9 @@ def train_oracle(*args: Any, **kwargs: Any) -> Path:
     return train_baseline(*args, observe_task=True, **kwargs)
 
 
-def _load(path: str | os.PathLike[str]) -> BaseAlgorithm:
-    """The SB3 model in a zip saved by :func:`train_baseline`: PPO or SAC, told by its policy."""
+def _algorithm_of(path: str | os.PathLike[str]) -> tuple[type[BaseAlgorithm], Path]:
+    """The SB3 class (PPO or SAC, told by its policy) of the zip saved at ``path``, and the
+    zip's path (``.zip`` appended when ``path`` lacks it)."""
     from stable_baselines3 import SAC
     from stable_baselines3.common.save_util import load_from_zip_file
     from stable_baselines3.sac.policies import SACPolicy
@@ -589,7 +590,13 @@ def _load(path: str | os.PathLike[str]) -> BaseAlgorithm:
         raise InputError(f"{path} is not a saved stable-baselines3 model ({error})") from None
     policy_class = data.get("policy_class") if data else None
     is_sac = isinstance(policy_class, type) and issubclass(policy_class, SACPolicy)
-    return (SAC if is_sac else PPO).load(path, device="cpu")
+    return (SAC if is_sac else PPO), path
+
+
+def _load(path: str | os.PathLike[str]) -> BaseAlgorithm:
+    """The SB3 model in a zip saved by :func:`train_baseline`: PPO or SAC, told by its policy."""
+    algorithm, path = _algorithm_of(path)
+    return algorithm.load(path, device="cpu")
 
 
 def load_pretrained(path: str | os.PathLike[str], action_scale: float = 1.0) -> GaussianMLPPolicy:
