@@ -51,7 +51,6 @@ __all__ = [
     "from_sb3",
     "load_pretrained",
     "oracle_returns",
-    "replay_path",
     "saved_steps",
     "to_sb3",
     "train_baseline",
@@ -367,8 +366,8 @@ def train_baseline(
             override the saved ones.
         resume: continue the baseline saved at ``out_path`` (its algorithm and the same env)
             until ``total_timesteps`` in all (nothing is trained when it has them already:
-            :func:`saved_steps`); its learning curve is continued, and a SAC
-            model's replay buffer is reloaded from :func:`replay_path` where it was kept.
+            :func:`saved_steps`); its learning curve is continued. A SAC model's replay
+            buffer is not saved: it refills it with its ``learning_starts`` random steps first.
         save_every: also save the zip and the curve so far every this many environment steps
             (0: only at the end), so that an interrupted training can be resumed.
 
@@ -448,13 +447,6 @@ def train_baseline(
     return path
 
 
-def replay_path(path: str | os.PathLike[str]) -> Path:
-    """Where a SAC baseline's replay buffer is kept for resuming: ``oracle.zip`` ->
-    ``oracle.replay.pkl`` (large and machine-local: not committed beside the zip)."""
-    path = Path(path)
-    return path.with_name(path.stem + ".replay.pkl")
-
-
 def saved_steps(path: str | os.PathLike[str]) -> int:
     """The environment steps the baseline saved at ``path`` has trained."""
     return int(_load(path).num_timesteps)
@@ -479,9 +471,9 @@ def _reload(
     """The saved baseline at ``path`` on the envs ``vec``, ready to train on.
 
     ``algo_kwargs`` override the saved hyperparameters (``gradient_steps``, say). A SAC
-    model gets its replay buffer back from :func:`replay_path` when it is there; else
-    (a fresh machine) it refills the buffer with ``learning_starts`` steps of random
-    actions before its updates resume, as its first run began.
+    model's replay buffer is not kept (an Ant oracle's takes 1.7 GB): it refills the
+    buffer with ``learning_starts`` steps of random actions before its updates resume,
+    as its first run began.
     """
     from stable_baselines3 import SAC
 
@@ -495,24 +487,16 @@ def _reload(
         ) from None
     model.set_random_seed(seed)
     if isinstance(model, SAC):
-        buffer = replay_path(path)
-        if buffer.is_file():
-            model.load_replay_buffer(buffer)
-        else:
-            model.learning_starts = model.num_timesteps + int(model.learning_starts)
+        model.learning_starts = model.num_timesteps + int(model.learning_starts)
     return model
 
 
 def _save_atomically(model: BaseAlgorithm, path: Path) -> None:
-    """Save ``model`` to ``path`` (and a SAC model's replay buffer to :func:`replay_path`),
-    each written under a temporary name first so that an interruption leaves the last save."""
+    """Save ``model`` to ``path``, written under a temporary name first so that an
+    interruption leaves the last save."""
     staged = path.with_name(f".{path.stem}.saving.zip")
     model.save(staged)
     os.replace(staged, path)
-    if hasattr(model, "save_replay_buffer"):
-        staged = path.with_name(f".{path.stem}.saving.pkl")
-        model.save_replay_buffer(staged)
-        os.replace(staged, replay_path(path))
 
 
 def _merge_curves(earlier: Path | None, partial: Path, out: Path) -> None:
