@@ -401,7 +401,10 @@ def train_baseline(
     # so far (an earlier run's episodes first, when resuming) beside it, so an interrupted
     # training leaves the last save's zip and curve, which resume continues.
     partial = curve_path(path.with_name(f".{path.stem}.partial.zip"))
-    earlier = curve_path(path) if resume and curve_path(path).is_file() else None
+    # Read once: each save rewrites the file beside the zip.
+    earlier = (
+        curve_path(path).read_text().splitlines() if resume and curve_path(path).is_file() else []
+    )
     # A resumed run draws fresh physics, tasks and noise rather than repeating the first run's.
     stream = (
         seed if not resume else int(np.random.SeedSequence([seed, trained]).generate_state(1)[0])
@@ -428,9 +431,13 @@ def train_baseline(
             kwargs = {"n_steps": max(2048 // n_envs, 1), "seed": seed, "verbose": 0}
             model = _construct(to_sb3, policy, vec, **{**kwargs, **(algo_kwargs or {})})
 
+        saved_at = [-1]
+
         def save() -> None:
-            _save_atomically(model, path)
-            _merge_curves(earlier, partial, curve_path(path))
+            if model.num_timesteps != saved_at[0]:  # the last checkpoint may fall at the end
+                _save_atomically(model, path)
+                _merge_curves(earlier, partial, curve_path(path))
+                saved_at[0] = model.num_timesteps
 
         use_bar, bar = _progress(progress_bar)
         callbacks = [c for c in (bar, _Checkpoint(save_every, save) if save_every else None) if c]
@@ -499,16 +506,11 @@ def _save_atomically(model: BaseAlgorithm, path: Path) -> None:
     os.replace(staged, path)
 
 
-def _merge_curves(earlier: Path | None, partial: Path, out: Path) -> None:
-    """Write ``out``: the episodes of the ``earlier`` curve, then those of ``partial``, their
+def _merge_curves(earlier: list[str], partial: Path, out: Path) -> None:
+    """Write ``out``: the ``earlier`` curve's lines, then the episodes of ``partial``, their
     times continuing the earlier ones (both SB3 monitor CSVs: a JSON line, then ``r,l,t``)."""
-    head: list[str] = []
-    rows: list[str] = []
-    offset = 0.0
-    if earlier is not None:
-        lines = earlier.read_text().splitlines()
-        head, rows = lines[:2], lines[2:]
-        offset = float(rows[-1].split(",")[2]) if rows else 0.0
+    head, rows = earlier[:2], list(earlier[2:])
+    offset = float(rows[-1].split(",")[2]) if rows else 0.0
     lines = partial.read_text().splitlines() if partial.is_file() else []
     head = head or lines[:2]
     for line in lines[2:]:

@@ -360,7 +360,7 @@ def test_resume_trains_on_to_the_total_and_continues_the_curve(tmp_path):
     oracle = _sac_oracle(tmp_path, 60)
     first = SAC.load(oracle, device="cpu")
     assert first.num_timesteps == 60
-    _sac_oracle(tmp_path, 140, resume=True)
+    _sac_oracle(tmp_path, 140, resume=True, save_every=20)  # saves at 80, 100, 120, 140
     resumed = SAC.load(oracle, device="cpu")
     assert resumed.num_timesteps == 140
     # Training went on from the saved weights, not from a fresh start.
@@ -416,7 +416,7 @@ def test_an_interrupted_training_keeps_its_last_save_and_resumes(tmp_path, monke
     assert list(read_curve(curve_path(oracle))[0]) == [10, 20, 30, 40]
     assert not list(tmp_path.glob(".*"))
     monkeypatch.setattr(sb3, "_vec_env", make)
-    _sac_oracle(tmp_path, 100, resume=True)
+    _sac_oracle(tmp_path, 100, resume=True, save_every=20)
     assert SAC.load(oracle, device="cpu").num_timesteps == 100
     assert list(read_curve(curve_path(oracle))[0]) == list(range(10, 110, 10))
 
