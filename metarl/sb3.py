@@ -432,10 +432,13 @@ def train_baseline(
             model = _construct(to_sb3, policy, vec, **{**kwargs, **(algo_kwargs or {})})
 
         saved_at = [-1]
+        warmup = getattr(model, "learning_starts", None)
+        if warmup is not None and resume:
+            warmup -= trained
 
         def save() -> None:
             if model.num_timesteps != saved_at[0]:  # the last checkpoint may fall at the end
-                _save_atomically(model, path)
+                _save_atomically(model, path, warmup)
                 _merge_curves(earlier, partial, curve_path(path))
                 saved_at[0] = model.num_timesteps
 
@@ -493,16 +496,25 @@ def _reload(
             "trained with"
         ) from None
     model.set_random_seed(seed)
-    if isinstance(model, SAC):
+    if isinstance(model, SAC):  # saved as the warm-up's length (see _save_atomically)
         model.learning_starts = model.num_timesteps + int(model.learning_starts)
     return model
 
 
-def _save_atomically(model: BaseAlgorithm, path: Path) -> None:
+def _save_atomically(model: BaseAlgorithm, path: Path, warmup: int | None) -> None:
     """Save ``model`` to ``path``, written under a temporary name first so that an
-    interruption leaves the last save."""
+    interruption leaves the last save. A SAC model is saved with ``learning_starts`` set
+    to its ``warmup`` (a resumed one trains with it shifted past the resumed steps), so
+    that every resume refills its buffer with that many steps."""
     staged = path.with_name(f".{path.stem}.saving.zip")
-    model.save(staged)
+    shifted = getattr(model, "learning_starts", None)
+    if warmup is not None:
+        model.learning_starts = warmup
+    try:
+        model.save(staged)
+    finally:
+        if warmup is not None:
+            model.learning_starts = shifted
     os.replace(staged, path)
 
 

@@ -384,8 +384,12 @@ def test_a_resumed_sac_refills_its_replay_buffer_first(tmp_path):
 
     loaded = sb3._reload(oracle, sb3._vec_env(NAV, 2, 1, True, 10, None), 1, None)
     assert isinstance(loaded, SAC) and loaded.learning_starts == 60 + 20
-    assert _sac_oracle(tmp_path, 100, resume=True) == oracle
+    assert _sac_oracle(tmp_path, 100, resume=True, save_every=20) == oracle
     assert SAC.load(oracle, device="cpu").num_timesteps == 100
+    # Saved with the warm-up's length, so a second resume refills 20 steps again, not 80.
+    assert SAC.load(oracle, device="cpu").learning_starts == 20
+    loaded = sb3._reload(oracle, sb3._vec_env(NAV, 2, 1, True, 10, None), 1, None)
+    assert loaded.learning_starts == 100 + 20
 
 
 def test_an_interrupted_training_keeps_its_last_save_and_resumes(tmp_path, monkeypatch):
