@@ -3,9 +3,9 @@
 # when the run directory exists: a run spans sessions), the held-out evaluation per subgroup
 # (with the baselines of `CONFIG=ant-<id> experiments/baselines.sh` when they exist), the
 # learning curves (also per subgroup, where the run logged them) and, for AntDir, the adapted
-# rollouts (a small GIF and the full MP4). About 35 s per meta-iteration on the project's 2-core
-# machine once episodes run to the horizon (AntVel, AntGoal); AntDir runs ProMP's 20 episodes of
-# 100 steps per task, a quarter of the paper's 40 of 200.
+# rollouts (a small GIF and the full MP4). About 35 s per AntVel meta-iteration on the project's
+# 2-core machine once episodes run to the horizon of 200; AntDir runs ProMP's 20 episodes of 100
+# steps per task, a quarter of the paper's 40 of 200, and AntGoal the paper's 20 of 100 steps.
 #   ID=vel SEED=0 ITERATIONS=500 experiments/ant.sh       # ID: vel, dir or goal
 # The shipped configs meta-train with ProMP's outer step; OUTER=trpo runs the paper's MAML-TRPO
 # instead into experiments/results/ant-<id>-trpo/ (the first AntVel run of this config).

@@ -27,7 +27,7 @@ SHIPPED = {
     "halfcheetah-dir": ("metarl/HalfCheetahDir-v0", 40, 20, 200),
     "ant-vel": ("metarl/AntVel-v0", 40, 20, 200),
     "ant-dir": ("metarl/AntDir-v0", 40, 20, 100),
-    "ant-goal": ("metarl/AntGoal-v0", 40, 20, 200),
+    "ant-goal": ("metarl/AntGoal-v0", 40, 20, 100),
 }
 
 MINIMAL = {"env": "metarl/HalfCheetahVel-v0"}
