@@ -29,15 +29,17 @@ train_run() {
 }
 
 # finish_run RUN BASELINES [--task JSON ...]: after meta-training, the held-out evaluation per
-# subgroup (against BASELINES when its oracle.zip exists), the learning curves (also per
-# subgroup, where the run logged them) and, given tasks, the adapted rollouts of each (a small
-# GIF and the full MP4).
+# subgroup (against those of pretrained.zip and oracle.zip that BASELINES holds), the learning
+# curves (also per subgroup, where the run logged them) and, given tasks, the adapted rollouts
+# of each (a small GIF and the full MP4).
 finish_run() {
   local run=$1 baselines=$2
   shift 2
   local evaluate=(--tasks 40 --steps 3 --episodes 20 --seed 1
     --out "$run/evaluation/results.json" --force)
-  [ -f "$baselines/oracle.zip" ] && evaluate+=(--baselines "$baselines")
+  if [ -f "$baselines/pretrained.zip" ] || [ -f "$baselines/oracle.zip" ]; then
+    evaluate+=(--baselines "$baselines")
+  fi
   .venv/bin/metarl evaluate "$run" "${evaluate[@]}"
   .venv/bin/metarl plot "$run" --out "$run/curves.png"
   if head -n1 "$run/progress.csv" | grep -q "return_post/"; then
