@@ -431,16 +431,17 @@ def train_baseline(
             kwargs = {"n_steps": max(2048 // n_envs, 1), "seed": seed, "verbose": 0}
             model = _construct(to_sb3, policy, vec, **{**kwargs, **(algo_kwargs or {})})
 
-        saved_at = [-1]
-        warmup = getattr(model, "learning_starts", None)
+        saved_at = -1
+        warmup = getattr(model, "learning_starts", None)  # SAC's; _reload shifted it
         if warmup is not None and resume:
             warmup -= trained
 
         def save() -> None:
-            if model.num_timesteps != saved_at[0]:  # the last checkpoint may fall at the end
+            nonlocal saved_at
+            if model.num_timesteps != saved_at:  # the last checkpoint may fall at the end
                 _save_atomically(model, path, warmup)
                 _merge_curves(earlier, partial, curve_path(path))
-                saved_at[0] = model.num_timesteps
+                saved_at = model.num_timesteps
 
         use_bar, bar = _progress(progress_bar)
         callbacks = [c for c in (bar, _Checkpoint(save_every, save) if save_every else None) if c]
@@ -459,7 +460,7 @@ def train_baseline(
 
 def saved_steps(path: str | os.PathLike[str]) -> int:
     """The environment steps the baseline saved at ``path`` has trained."""
-    return int(_load(path).num_timesteps)
+    return _algorithm_of(path)[2]
 
 
 def _trained_steps(path: Path, algorithm: str) -> int:
@@ -468,11 +469,11 @@ def _trained_steps(path: Path, algorithm: str) -> int:
         raise InputError(
             f"{path} does not exist, so there is nothing to resume; train it first without resume"
         )
-    model = _load(path)
-    saved = type(model).__name__.lower()
-    if saved != algorithm:
-        raise InputError(f"{path} holds a {saved} model; resume it with algorithm {saved!r}")
-    return int(model.num_timesteps)
+    saved, _, trained = _algorithm_of(path)
+    name = saved.__name__.lower()
+    if name != algorithm:
+        raise InputError(f"{path} holds a {name} model; resume it with algorithm {name!r}")
+    return trained
 
 
 def _reload(
@@ -487,7 +488,7 @@ def _reload(
     """
     from stable_baselines3 import SAC
 
-    algorithm, _ = _algorithm_of(path)
+    algorithm, _, _ = _algorithm_of(path)
     try:
         model = algorithm.load(path, env=vec, device="cpu", **dict(algo_kwargs or {}))
     except ValueError as error:  # SB3's check of the observation and action spaces
@@ -570,9 +571,11 @@ def train_oracle(*args: Any, **kwargs: Any) -> Path:
     return train_baseline(*args, observe_task=True, **kwargs)
 
 
-def _algorithm_of(path: str | os.PathLike[str]) -> tuple[type[BaseAlgorithm], Path]:
-    """The SB3 class (PPO or SAC, told by its policy) of the zip saved at ``path``, and the
-    zip's path (``.zip`` appended when ``path`` lacks it)."""
+def _algorithm_of(path: str | os.PathLike[str]) -> tuple[type[BaseAlgorithm], Path, int]:
+    """The SB3 class (PPO or SAC, told by its policy) of the zip saved at ``path``, the zip's
+    path (``.zip`` appended when ``path`` lacks it) and the environment steps it has trained,
+    read from the zip's data without building the model (a SAC's replay buffer alone is
+    gigabytes for Ant)."""
     from stable_baselines3 import SAC
     from stable_baselines3.common.save_util import load_from_zip_file
     from stable_baselines3.sac.policies import SACPolicy
@@ -588,12 +591,12 @@ def _algorithm_of(path: str | os.PathLike[str]) -> tuple[type[BaseAlgorithm], Pa
         raise InputError(f"{path} is not a saved stable-baselines3 model ({error})") from None
     policy_class = data.get("policy_class") if data else None
     is_sac = isinstance(policy_class, type) and issubclass(policy_class, SACPolicy)
-    return (SAC if is_sac else PPO), path
+    return (SAC if is_sac else PPO), path, int(data.get("num_timesteps", 0) if data else 0)
 
 
 def _load(path: str | os.PathLike[str]) -> BaseAlgorithm:
     """The SB3 model in a zip saved by :func:`train_baseline`: PPO or SAC, told by its policy."""
-    algorithm, path = _algorithm_of(path)
+    algorithm, path, _ = _algorithm_of(path)
     return algorithm.load(path, device="cpu")
 
 
