@@ -395,6 +395,7 @@ def _baseline(args: argparse.Namespace) -> int:
             algo_kwargs=algo_kwargs,
             resume=args.resume,
             save_every=args.save_every,
+            log=print if args.no_progress else None,  # a line per save in place of the bar
         )
         curve = plot_curve(
             curve_path(path), path.with_suffix(".png"), title=f"{name}: {config.env}"
@@ -545,7 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="save the zip and curve every STEPS env steps, so an interrupted training can be "
         "resumed (0: only at the end)",
     )
-    base.add_argument("--no-progress", action="store_true")
+    base.add_argument(
+        "--no-progress", action="store_true", help="no progress bar: a line per save instead"
+    )
     base.set_defaults(run=_baseline)
 
     bench = commands.add_parser("benchmark", help="speed measurements")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -337,6 +337,7 @@ def train_baseline(
     algo_kwargs: Mapping[str, Any] | None = None,
     resume: bool = False,
     save_every: int = 0,
+    log: Callable[[str], None] | None = None,
 ) -> Path:
     """Train one SB3 policy on the whole task distribution and save it: the *pretrained*
     baseline (tasks hidden) or, with ``observe_task``, the *oracle*.
@@ -370,6 +371,8 @@ def train_baseline(
             buffer is not saved: it refills it with its ``learning_starts`` random steps first.
         save_every: also save the zip and the curve so far every this many environment steps
             (0: only at the end), so that an interrupted training can be resumed.
+        log: called with one line at each save (the steps trained, the curve's last episodes),
+            for logs of runs without a progress bar.
 
     Returns:
         The path written.
@@ -442,6 +445,8 @@ def train_baseline(
                 _save_atomically(model, path, warmup)
                 _merge_curves(earlier, partial, curve_path(path))
                 saved_at = model.num_timesteps
+                if log is not None:
+                    log(_save_line(path, saved_at, total_timesteps))
 
         use_bar, bar = _progress(progress_bar)
         callbacks = [c for c in (bar, _Checkpoint(save_every, save) if save_every else None) if c]
@@ -517,6 +522,18 @@ def _save_atomically(model: BaseAlgorithm, path: Path, warmup: int | None) -> No
         if warmup is not None:
             model.learning_starts = shifted
     os.replace(staged, path)
+
+
+def _save_line(path: Path, steps: int, total: int, last: int = 100) -> str:
+    """One line on a save: the steps trained of ``total`` and the curve's ``last`` episodes."""
+    _, returns = read_curve(curve_path(path))
+    tail = returns[-last:]
+    episodes = (
+        f"mean return of the last {len(tail)} episodes {tail.mean():.1f}"
+        if len(tail)
+        else "no episode finished yet"
+    )
+    return f"saved {path} at {steps} of {total} steps: {episodes}"
 
 
 def _merge_curves(earlier: list[str], partial: Path, out: Path) -> None:

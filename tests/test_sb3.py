@@ -360,7 +360,14 @@ def test_resume_trains_on_to_the_total_and_continues_the_curve(tmp_path):
     oracle = _sac_oracle(tmp_path, 60)
     first = SAC.load(oracle, device="cpu")
     assert first.num_timesteps == 60
-    _sac_oracle(tmp_path, 140, resume=True, save_every=20)  # saves at 80, 100, 120, 140
+    lines = []
+    _sac_oracle(tmp_path, 140, resume=True, save_every=20, log=lines.append)
+    # One line per save (at 80, 100, 120, 140), with the curve's last episodes.
+    assert [line.split(" at ")[1].split(":")[0] for line in lines] == [
+        f"{steps} of 140 steps" for steps in (80, 100, 120, 140)
+    ]
+    assert all(line.startswith(f"saved {oracle} ") for line in lines)
+    assert "mean return of the last 14 episodes" in lines[-1]
     resumed = SAC.load(oracle, device="cpu")
     assert resumed.num_timesteps == 140
     # Training went on from the saved weights, not from a fresh start.
@@ -452,7 +459,10 @@ def test_the_baseline_command_resumes_to_the_total(tmp_path, capsys):
     small = ["--n-envs", "2", "--algo-kwargs", str(TINY_PPO), "--no-progress"]
     assert main([*argv, *small, "--timesteps", "256"]) == 0
     assert main([*argv, *small, "--timesteps", "512", "--resume"]) == 0
-    assert f"resuming {out} at 256 steps, to 512 in all" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"resuming {out} at 256 steps, to 512 in all" in printed
+    # --no-progress: a line at the save instead of the bar.
+    assert f"saved {out} at 512 of 512 steps: mean return of the last 4 episodes" in printed
     assert saved_steps(out) == 512
     steps, _ = read_curve(curve_path(out))
     assert list(steps) == [100, 200, 300, 400]  # 100-step episodes, 2 sub-envs
