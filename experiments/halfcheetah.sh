@@ -10,6 +10,7 @@
 # the meta-step 3.5 s), so 500 iterations are about 90 minutes; ProMP's is a little slower.
 #   FAMILY=dir SEED=0 ITERATIONS=500 experiments/halfcheetah.sh     # FAMILY: dir or vel
 #   OUTER=trpo FAMILY=dir SEED=0 experiments/halfcheetah.sh
+# ITERATIONS at or below the iterations the run has re-evaluates it as it is (nothing trained).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 family=${FAMILY:-dir}

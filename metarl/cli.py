@@ -126,6 +126,11 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError("--resume needs the --run-dir of the run to continue")
     trainer = Trainer(config, run_dir, resume=args.resume, progress=not args.no_progress)
     print(f"run directory: {run_dir}", flush=True)
+    if trainer.done:
+        print(
+            f"nothing to train: the run has {trainer.start_iteration} iterations and "
+            f"--iterations asks for {config.iterations}; pass more to continue it"
+        )
     trainer.train()
     _print_summary(run_dir)
     return 0

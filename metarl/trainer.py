@@ -164,17 +164,29 @@ class Trainer:
         with self.progress_path.open(newline="", encoding="utf-8") as f:
             return sum(1 for row in csv.reader(f) if row) <= 1  # a header at most
 
+    @property
+    def done(self) -> bool:
+        """Whether the run already has ``config.iterations`` iterations (nothing to train)."""
+        return self.start_iteration >= self.config.iterations
+
     def close(self) -> None:
         """Release the run directory (done by :meth:`train` when it returns or fails)."""
         self._lock.release()
 
     # --- the loop ------------------------------------------------------------------------------
     def train(self, on_iteration: Callable[[dict[str, float]], None] | None = None) -> Path:
-        """Run the remaining iterations; returns the run directory."""
+        """Run the remaining iterations; returns the run directory.
+
+        A resumed run that already has ``config.iterations`` iterations is left as it is:
+        nothing is sampled or written (not even an empty TensorBoard file).
+        """
         from torch.utils.tensorboard import SummaryWriter
         from tqdm import tqdm
 
         c = self.config
+        if self.done:
+            self.close()
+            return self.run_dir
         writer = SummaryWriter(str(self.run_dir), purge_step=self.start_iteration)
         bar = tqdm(
             total=c.iterations,
@@ -379,7 +391,7 @@ class Trainer:
         self.env_steps = int(state["env_steps"])
         self.elapsed_s = float(state["elapsed_s"])
         self._truncate_progress(self.start_iteration)
-        if self.config.iterations != saved.iterations:
+        if self.config.iterations != saved.iterations and not self.done:
             save_config(self.config, self.run_dir / "config.yaml")
 
     def _truncate_progress(self, iterations_done: int) -> None:

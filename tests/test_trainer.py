@@ -12,7 +12,7 @@ import torch
 from conftest import CONFIGS, tiny_navigation_config, train_seeing_settings
 
 from metarl.cli import main
-from metarl.config import ConfigError, PPOConfig, TRPOConfig, load_config
+from metarl.config import ConfigError, PPOConfig, TRPOConfig, load_config, save_config
 from metarl.trainer import (
     CheckpointError,
     Trainer,
@@ -73,6 +73,28 @@ def test_resume_gives_the_same_returns_and_parameters(tmp_path, optimizer):
         for key, moments in adam_full.items():
             for name in ("step", "exp_avg", "exp_avg_sq"):
                 assert torch.equal(adam_split[key][name], moments[name]), (key, name)
+
+
+def test_resuming_a_run_that_has_its_iterations_changes_nothing(tmp_path, capsys):
+    """`train --resume` asking for no more iterations than the run has (how the experiment
+    scripts re-evaluate a finished run) samples nothing and leaves every file as it was."""
+    run = tmp_path / "run"
+    Trainer(tiny(iterations=2), run, progress=False).train()
+    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for iterations in (2, 1):
+        trainer = Trainer(tiny(iterations=iterations), run, resume=True, progress=False)
+        assert trainer.done
+        trainer.train()
+        assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files, iterations
+    config = tmp_path / "nav.yaml"
+    save_config(tiny(iterations=2), config)
+    args = ["train", str(config), "--run-dir", str(run), "--resume", "--no-progress"]
+    assert main([*args, "--iterations", "1"]) == 0
+    assert "nothing to train: the run has 2 iterations" in capsys.readouterr().out
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files
+    more = Trainer(tiny(iterations=3), run, resume=True, progress=False)
+    assert not more.done
+    more.close()
 
 
 def test_resume_drops_rows_logged_after_the_checkpoint(tmp_path):
