@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# One difference at a time on top of the shipped HalfCheetahDir config (ProMP's outer step),
-# same seed and tasks as experiments/results/halfcheetah-dir/seed0, 150 iterations each, then
-# the held-out evaluation at step 1 against the baselines (compare with that run's
-# evaluation-150/). Resumable: a run directory that exists is continued.
-#   experiments/halfcheetah_ablations.sh                 # every ablation
-#   experiments/halfcheetah_ablations.sh inner-lr-0.2    # one
+# One difference at a time on top of a shipped cheetah config (ProMP's outer step), same seed
+# and tasks as experiments/results/halfcheetah-<family>/seed0, 150 iterations each, then the
+# held-out evaluation at step 1 against the family's baselines (compare with that run's first
+# 150 iterations and, for Dir, its evaluation-150/). Resumable: a run directory that exists is
+# continued.
+#   experiments/halfcheetah_ablations.sh                          # every ablation, Dir
+#   experiments/halfcheetah_ablations.sh inner-lr-0.2             # one
+#   FAMILY=vel experiments/halfcheetah_ablations.sh inner-lr-0.2  # on HalfCheetahVel
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source experiments/run_steps.sh
-results=experiments/results/halfcheetah-dir-ablations
+family=${FAMILY:-dir}
+case $family in
+  dir | vel) ;;
+  *) echo "FAMILY must be dir or vel, got $family" >&2; exit 2 ;;
+esac
+results=experiments/results/halfcheetah-${family}-ablations
 declare -A keys=(
   [learn-lr]="adaptation.learn_lr=true"  # MAML++'s learned per-tensor inner rates
   [inner-lr-0.2]="adaptation.lr=0.2"     # twice the paper's inner step
@@ -27,8 +34,8 @@ done
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 for name in "${names[@]}"; do
   run=$results/$name-seed0
-  train_run experiments/configs/halfcheetah-dir.yaml "$run" 0 150 --set "${keys[$name]}"
+  train_run "experiments/configs/halfcheetah-${family}.yaml" "$run" 0 150 --set "${keys[$name]}"
   .venv/bin/metarl evaluate "$run" --tasks 40 --steps 1 --episodes 20 --seed 1 \
-    --baselines experiments/results/halfcheetah-dir-baselines \
+    --baselines "experiments/results/halfcheetah-${family}-baselines" \
     --out "$run/evaluation/results.json" --force
 done
