@@ -48,3 +48,34 @@ def test_goal_directions_refuses_results_without_goals(tmp_path, capsys):
     assert script.main([str(path)]) == 2
     assert "not an AntGoal results.json" in capsys.readouterr().err
     assert not (tmp_path / "directions.md").exists()
+
+
+def test_blocks_of_a_progress_csv_average_each_return_column(tmp_path, capsys):
+    script = load_script("blocks")
+    path = tmp_path / "progress.csv"
+    rows = ["iteration,return_pre,return_post,return_post/forward,kl"]
+    rows += [f"{i},{i},{10 * i},{'' if i == 1 else 100 * i},0.1" for i in range(5)]
+    path.write_text("\n".join(rows) + "\n")
+    assert script.main([str(path), "--every", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "| iterations | return_pre | return_post | return_post/forward |"
+    # The blank forward return of iteration 1 is skipped, not read as 0.
+    assert out[2:] == [
+        "| 0-1 | 0.5 | 5.0 | 0.0 |",
+        "| 2-3 | 2.5 | 25.0 | 250.0 |",
+        "| 4-4 | 4.0 | 40.0 | 400.0 |",
+    ]
+    assert script.main([str(path), "--columns", "kl"]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == "| 0-4 | 0.1 |"
+    assert script.main([str(path), "--columns", "return"]) == 2
+    assert "no column return" in capsys.readouterr().err
+
+
+def test_blocks_of_a_monitor_csv_cut_by_env_steps(tmp_path, capsys):
+    script = load_script("blocks")
+    path = tmp_path / "oracle.monitor.csv"
+    # Episodes of 100 steps ending at 100, 200, ..., 500 steps.
+    path.write_text('#{"t_start": 0}\nr,l,t\n' + "".join(f"{r},100,{r}\n" for r in (1, 2, 3, 4, 5)))
+    assert script.main([str(path), "--every", "200"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2:] == ["| 0-200 | 2 | 1.5 |", "| 200-400 | 2 | 3.5 |", "| 400-600 | 1 | 5.0 |"]
