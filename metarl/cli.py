@@ -414,7 +414,7 @@ def _baseline(args: argparse.Namespace) -> int:
     verdict = "flat" if summary["flat"] else "still rising: train longer (--resume, --timesteps)"
     print(
         f"mean return of the last 10% of {summary['episodes']} episodes {summary['last']:.1f}, "
-        f"of the 10% before {summary['before']:.1f} (change {summary['change']:+.1f}; training "
+        f"of the best 10% before {summary['before']:.1f} (change {summary['change']:+.1f}; training "
         f"rose {summary['rise']:.1f}, noise +-{summary['noise']:.1f}): {verdict}"
     )
     return 0

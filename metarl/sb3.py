@@ -292,11 +292,13 @@ def curve_path(path: str | os.PathLike[str]) -> Path:
 def curve_summary(path: str | os.PathLike[str], share: float = 0.1) -> dict[str, Any]:
     """Whether a baseline's learning curve has flattened.
 
-    The episodes are cut into blocks of ``share`` of them, in order. ``last`` and
-    ``before`` are the mean returns of the last two blocks, ``rise`` the best block's
-    mean minus the first's (what training gained), ``noise`` two standard errors of
-    ``last - before``. The curve is ``flat`` when the last block gains on the one
-    before by at most 5% of the rise, or by no more than the noise.
+    The episodes are cut into blocks of ``share`` of them, in order. ``last`` is the
+    mean return of the last block, ``before`` the best mean of the blocks before it (so
+    a dip on the way, such as a resumed SAC's while its replay buffer refills, is not
+    taken for a rise when the curve climbs back), ``rise`` the best block's mean minus
+    the first's (what training gained), ``noise`` two standard errors of ``last -
+    before``. The curve is ``flat`` when the last block gains on ``before`` by at most
+    5% of the rise, or by no more than the noise.
     """
     _, returns = read_curve(path)
     n = max(int(len(returns) * share), 1)
@@ -304,14 +306,15 @@ def curve_summary(path: str | os.PathLike[str], share: float = 0.1) -> dict[str,
         raise InputError(f"{path}: {len(returns)} episodes are too few to tell a trend")
     blocks = [returns[i : i + n] for i in range(0, len(returns) - n + 1, n)]
     means = [float(b.mean()) for b in blocks]
-    last, before = blocks[-1], blocks[-2]
-    change = means[-1] - means[-2]
+    best = int(np.argmax(means[:-1]))
+    last, before = blocks[-1], blocks[best]
+    change = means[-1] - means[best]
     rise = max(means) - means[0]
     noise = 2.0 * math.sqrt(last.var(ddof=1) / len(last) + before.var(ddof=1) / len(before))
     return {
         "episodes": len(returns),
         "last": means[-1],
-        "before": means[-2],
+        "before": means[best],
         "change": change,
         "rise": rise,
         "noise": noise,

@@ -272,6 +272,21 @@ def test_curve_summary_tells_a_flat_curve_from_a_rising_one(tmp_path):
     write([r + 10 * b for b in range(9) for r in wiggle] + [80.5] * 10)
     assert curve_summary(path)["change"] == pytest.approx(0.5)  # 0.5 <= 5% of a rise of 80.5
     assert curve_summary(path)["flat"]
+    # A dip (a resumed SAC refilling its replay buffer) and the climb back to the level
+    # before it is not a rise: the last block is compared with the best one before it.
+    write(
+        [r + min(20 * b, 80) for b in range(8) for r in wiggle]
+        + [r + 10 for r in wiggle]
+        + [r + 80 for r in wiggle]
+    )
+    dipped = curve_summary(path)
+    assert (dipped["before"], dipped["last"], dipped["change"]) == (80, 80, 0) and dipped["flat"]
+    write(
+        [r + min(20 * b, 80) for b in range(8) for r in wiggle]
+        + [r + 10 for r in wiggle]
+        + [r + 95 for r in wiggle]
+    )
+    assert not curve_summary(path)["flat"]  # past the level before the dip: still rising
     steps, _ = read_curve(path)
     assert steps[-1] == 1000
     path.write_text("r,l,t\n1,2,3\n")
