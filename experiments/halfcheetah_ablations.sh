@@ -22,9 +22,11 @@ declare -A keys=(
   [wide]="policy.hidden_sizes=[256,256]"  # the SAC oracle's width; its meta-step takes ~6x the shipped one
   [no-inner-kl]="meta_optimizer.inner_kl_coeff=0"  # nothing holds the adapted policy near the pre-step one
   [inner-kl-5e-3]="meta_optimizer.inner_kl_coeff=5e-3"  # 10x ProMP's (removing it hurt both directions)
+  # the inner step's advantages in reward units: its size follows how far off the task is
+  [inner-raw-advantages]="adaptation.normalize_advantages=false"
 )
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(learn-lr inner-lr-0.2 wide no-inner-kl inner-kl-5e-3)
+[ ${#names[@]} -eq 0 ] && names=(learn-lr inner-lr-0.2 wide no-inner-kl inner-kl-5e-3 inner-raw-advantages)
 for name in "${names[@]}"; do
   if [ -z "${keys[$name]+set}" ]; then
     echo "unknown ablation '$name'; choose from: ${!keys[*]}" >&2

@@ -312,6 +312,10 @@ class AdaptationConfig(_Checked):
     """MAML++'s multi-step loss: for the first N iterations the meta-loss sums the surrogate
     after every inner step, weights annealed toward the last step; 0 turns it off. Needs
     steps >= 2 (Antoniou et al. 2019, section 4, MSL)."""
+    normalize_advantages: bool | None = None
+    """Standardise the inner step's advantages per task (rllab's center_adv); ``null`` follows
+    the top-level ``normalize_advantages``. ``false`` keeps their scale, so the step grows with
+    how much the task's returns differ (a task already nearly solved takes a small step)."""
 
     @property
     def lrs(self) -> list[float]:
@@ -495,7 +499,8 @@ class Config(_Checked):
     gae_lambda: float = 1.0
     """GAE lambda, in [0, 1]; 1 gives returns minus the baseline."""
     normalize_advantages: bool = True
-    """Standardise advantages per task (rllab's center_adv)."""
+    """Standardise advantages per task (rllab's center_adv): the meta-objective's, and the inner
+    step's unless ``adaptation.normalize_advantages`` says otherwise."""
     baseline_reg: float = 1e-5
     """First ridge coefficient of the linear feature baseline."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -516,6 +521,13 @@ class Config(_Checked):
     """Episode collection."""
     checkpoint_every: int = 1
     """Write ``checkpoints/latest.pt`` every this many iterations."""
+
+    @property
+    def normalize_inner_advantages(self) -> bool:
+        """Whether the inner step standardises its advantages (``adaptation.normalize_advantages``,
+        or the top-level ``normalize_advantages`` where that is null)."""
+        inner = self.adaptation.normalize_advantages
+        return self.normalize_advantages if inner is None else inner
 
     def _check(self) -> None:
         if not _ENV_ID_RE.match(self.env):

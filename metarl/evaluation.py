@@ -121,7 +121,7 @@ def adaptation_curve(
             settings,
             gamma=config.gamma,
             gae_lambda=config.gae_lambda,
-            normalize=config.normalize_advantages,
+            normalize=config.normalize_inner_advantages,
             step=k,
         )
         history.append(params)

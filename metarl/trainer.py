@@ -245,7 +245,7 @@ class Trainer:
                 self.adaptation,
                 gamma=c.gamma,
                 gae_lambda=c.gae_lambda,
-                normalize=c.normalize_advantages,
+                normalize=c.normalize_inner_advantages,
                 step=k,
             )
             pre_advantages.append(advantages)

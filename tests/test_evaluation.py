@@ -212,14 +212,21 @@ def test_missing_or_corrupt_checkpoint_and_missing_config(run_dir, tmp_path, cap
     assert "config.yaml" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize(
+    ("normalize", "inner", "expected"),
+    [(True, None, True), (False, None, False), (True, False, False), (False, True, True)],
+)
 @pytest.mark.parametrize("lr", [0.1, [0.05, 0.02]])
-def test_evaluated_step_one_is_the_trained_step_one(tmp_path, normalize, lr):
-    """Training and evaluation adapt through one path: same episodes, same step-1 parameters."""
+def test_evaluated_step_one_is_the_trained_step_one(tmp_path, normalize, inner, expected, lr):
+    """Training and evaluation adapt through one path: same episodes, same step-1 parameters.
+    The inner step standardises its advantages as ``adaptation.normalize_advantages`` says,
+    the top-level key where that is null."""
     steps = 1 if isinstance(lr, float) else len(lr)
     config = tiny_navigation_config(
         normalize_advantages=normalize,
-        adaptation=dataclasses.replace(tiny_navigation_config().adaptation, lr=lr, steps=steps),
+        adaptation=dataclasses.replace(
+            tiny_navigation_config().adaptation, lr=lr, steps=steps, normalize_advantages=inner
+        ),
     )
     trainer = Trainer(config, tmp_path / "run", progress=False)
     tasks = held_out_tasks(gym.make(config.env).unwrapped, config.tasks_per_batch, seed=3)
@@ -234,7 +241,7 @@ def test_evaluated_step_one_is_the_trained_step_one(tmp_path, normalize, lr):
             trainer.adaptation,
             gamma=config.gamma,
             gae_lambda=config.gae_lambda,
-            normalize=config.normalize_advantages,
+            normalize=expected,
         )
         _, history = adaptation_curve(trainer.policy, sampler, tasks, 1, config, seed=3)
     if steps == 1:

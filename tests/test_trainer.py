@@ -75,6 +75,37 @@ def test_resume_gives_the_same_returns_and_parameters(tmp_path, optimizer):
                 assert torch.equal(adam_split[key][name], moments[name]), (key, name)
 
 
+@pytest.mark.parametrize("inner", [None, False])
+def test_the_inner_step_normalises_its_advantages_as_configured(tmp_path, monkeypatch, inner):
+    """`adaptation.normalize_advantages: false` keeps the inner step's advantages in reward
+    units while the meta-objective's stay standardised (the top-level key)."""
+    import metarl.trainer as trainer_module
+
+    config = tiny(iterations=1)
+    config = dataclasses.replace(
+        config, adaptation=dataclasses.replace(config.adaptation, normalize_advantages=inner)
+    )
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    seen = {"inner": [], "outer": []}
+    real_adapt, real_outer = (
+        trainer.meta_learner.adapt_for_sampling,
+        trainer_module.compute_advantages,
+    )
+
+    def adapt(*args, **kwargs):
+        seen["inner"].append(kwargs["normalize"])
+        return real_adapt(*args, **kwargs)
+
+    def outer(episodes, baseline, gamma, gae_lambda, normalize=True):
+        seen["outer"].append(normalize)
+        return real_outer(episodes, baseline, gamma, gae_lambda, normalize)
+
+    monkeypatch.setattr(trainer.meta_learner, "adapt_for_sampling", adapt)
+    monkeypatch.setattr(trainer_module, "compute_advantages", outer)
+    trainer.train()
+    assert seen == {"inner": [inner is None], "outer": [True]}
+
+
 def test_resuming_a_run_that_has_its_iterations_changes_nothing(tmp_path, capsys):
     """`train --resume` asking for no more iterations than the run has (how the experiment
     scripts re-evaluate a finished run) samples nothing and leaves every file as it was."""
