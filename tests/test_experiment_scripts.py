@@ -16,8 +16,8 @@ def load_script(name: str):
     return module
 
 
-def test_goal_directions_groups_tasks_by_the_goal_angle(tmp_path, capsys):
-    script = load_script("goal_directions")
+def test_task_breakdown_groups_goals_by_angle(tmp_path, capsys):
+    script = load_script("task_breakdown")
     # Goals at 10, 20 (sector 0-45), 100 (90-135) and 350 degrees (315-360).
     goals = [[1.0, 0.176], [1.0, 0.364], [-0.174, 0.985], [1.0, -0.176]]
     results = {
@@ -32,22 +32,50 @@ def test_goal_directions_groups_tasks_by_the_goal_angle(tmp_path, capsys):
     path = tmp_path / "results.json"
     path.write_text(json.dumps(results))
     assert script.main([str(path)]) == 0
-    table = (tmp_path / "directions.md").read_text()
+    table = (tmp_path / "breakdown.md").read_text()
     assert "| 0-45 | 2 | -150.0 | 30.0 |" in table  # gains 10 and 50
     assert "| 90-135 | 1 | -300.0 | 0.0 |" in table
     assert "| 315-360 | 1 | -400.0 | 100.0 |" in table
     assert "| all | 4 | -250.0 | 40.0 |" in table
     assert "45-90" not in table  # no goal there
+    assert "gap closed" not in table  # no baselines in this evaluation
     assert table.splitlines()[2] in capsys.readouterr().out
 
 
-def test_goal_directions_refuses_results_without_goals(tmp_path, capsys):
-    script = load_script("goal_directions")
+def test_task_breakdown_bins_target_velocities_with_the_gap_closed(tmp_path):
+    script = load_script("task_breakdown")
+    results = {
+        "env": "metarl/HalfCheetahVel-v0",
+        "iteration": 3,
+        "tasks": [{"velocity": v} for v in (0.1, 0.4, 0.45, 1.9)],
+        "metarl": {
+            "0": {"per_task": [-100.0, -50.0, -60.0, -200.0]},
+            "1": {"per_task": [-40.0, -70.0, -40.0, -100.0]},
+        },
+        "baselines": {
+            "pretrained": {"1": {"per_task": [-100.0, -80.0, -80.0, -200.0]}},
+            "oracle": {"0": {"per_task": [-10.0, -10.0, -10.0, -50.0]}},
+        },
+    }
     path = tmp_path / "results.json"
-    path.write_text(json.dumps({"env": "x", "tasks": [{"velocity": 1.0}], "metarl": {}}))
+    path.write_text(json.dumps(results))
+    assert script.main([str(path), "--width", "0.5"]) == 0
+    lines = (tmp_path / "breakdown.md").read_text().splitlines()
+    # Gap closed: (step 1 - pretrained) / (oracle - pretrained) on the bin's means.
+    assert "| 0-0.5 | 3 | -70.0 | 20.0 | 48% |" in lines  # (-50 + 86.7) / (-10 + 86.7)
+    assert "| 1.5-2 | 1 | -200.0 | 100.0 | 67% |" in lines
+    assert lines.index("| 0-0.5 | 3 | -70.0 | 20.0 | 48% |") < lines.index(
+        "| 1.5-2 | 1 | -200.0 | 100.0 | 67% |"
+    )
+
+
+def test_task_breakdown_refuses_results_it_cannot_split(tmp_path, capsys):
+    script = load_script("task_breakdown")
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"env": "x", "tasks": [{"direction": 1}], "metarl": {}}))
     assert script.main([str(path)]) == 2
-    assert "not an AntGoal results.json" in capsys.readouterr().err
-    assert not (tmp_path / "directions.md").exists()
+    assert "neither a goal nor a velocity" in capsys.readouterr().err
+    assert not (tmp_path / "breakdown.md").exists()
 
 
 def test_blocks_of_a_progress_csv_average_each_return_column(tmp_path, capsys):
