@@ -17,6 +17,8 @@ import csv
 import sys
 from pathlib import Path
 
+from metarl.plotting import read_curve
+
 
 def _mean(values: list[float]) -> str:
     return f"{sum(values) / len(values):.1f}" if values else ""
@@ -45,19 +47,13 @@ def progress_blocks(path: Path, every: int, columns: list[str] | None) -> list[l
 
 def monitor_blocks(path: Path, every: int) -> list[list[str]]:
     """Rows of [steps range, episodes, mean return] per block of ``every`` env steps."""
-    with path.open(newline="") as f:
-        lines = [line for line in f if not line.startswith("#")]
-    rows = list(csv.DictReader(lines))
-    if not rows or not {"r", "l"} <= set(rows[0]):
-        raise ValueError("not a monitor.csv of `metarl baseline` (no r and l columns)")
+    steps, returns = read_curve(path)
     blocks: dict[int, list[float]] = {}
-    steps = 0
-    for row in rows:
-        steps += int(float(row["l"]))
-        blocks.setdefault((steps - 1) // every, []).append(float(row["r"]))
+    for done, episode_return in zip(steps, returns, strict=True):
+        blocks.setdefault(int(done - 1) // every, []).append(float(episode_return))
     table = [["env steps", "episodes", "mean return"]]
-    for k, returns in sorted(blocks.items()):
-        table.append([f"{k * every}-{(k + 1) * every}", str(len(returns)), _mean(returns)])
+    for k, block in sorted(blocks.items()):
+        table.append([f"{k * every}-{(k + 1) * every}", str(len(block)), _mean(block)])
     return table
 
 

@@ -24,6 +24,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from metarl.evaluation import by_subgroup
+
 SECTOR_DEG = 45
 
 
@@ -49,36 +51,25 @@ def _binner(task: dict, width: float) -> tuple[str, Callable[[dict], tuple[float
 def breakdown_table(results: dict, width: float = 0.25) -> str:
     """A markdown table: one row per bin of the task parameter, then all tasks."""
     title, binner = _binner(results["tasks"][0], width)
+    keys, labels = zip(*(binner(task) for task in results["tasks"]), strict=True)
+    order = dict(sorted(zip(keys, labels, strict=True)))  # bin label by key, in key order
+    groups = by_subgroup(results, list(labels))
+    groups["all"] = by_subgroup(results, ["all"] * len(labels))["all"]
     steps = sorted(results["metarl"], key=int)
-    returns = {s: results["metarl"][s]["per_task"] for s in steps}
-    baselines = results.get("baselines", {})
-    gap = "pretrained" in baselines and "oracle" in baselines and len(steps) > 1
-    bins: dict[float, tuple[str, list[int]]] = {}
-    for i, task in enumerate(results["tasks"]):
-        key, label = binner(task)
-        bins.setdefault(key, (label, []))[1].append(i)
+    gap = len(steps) > 1 and "gap_closed" in groups["all"]
     head = [title, "tasks", "step 0", *(f"gain, step {s}" for s in steps[1:])]
     if gap:
         head.append("gap closed, step 1")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-
-    def mean(values: list[float]) -> float:
-        return sum(values) / len(values)
-
-    def row(label: str, tasks: list[int]) -> str:
-        cells = [label, str(len(tasks)), f"{mean([returns['0'][i] for i in tasks]):.1f}"]
-        for s in steps[1:]:
-            cells.append(f"{mean([returns[s][i] - returns['0'][i] for i in tasks]):.1f}")
+    for label in [*order.values(), "all"]:
+        group = groups[label]
+        metarl = {s: group["metarl"][s]["mean"] for s in steps}
+        cells = [label, str(len(group["tasks"])), f"{metarl['0']:.1f}"]
+        cells += [f"{metarl[s] - metarl['0']:.1f}" for s in steps[1:]]
         if gap:
-            pretrained = mean([baselines["pretrained"]["1"]["per_task"][i] for i in tasks])
-            oracle = mean([baselines["oracle"]["0"]["per_task"][i] for i in tasks])
-            step1 = mean([returns["1"][i] for i in tasks])
-            cells.append(f"{(step1 - pretrained) / (oracle - pretrained):.0%}")
-        return "| " + " | ".join(cells) + " |"
-
-    for key in sorted(bins):
-        lines.append(row(*bins[key]))
-    lines.append(row("all", list(range(len(results["tasks"])))))
+            share = group["gap_closed"]["1"]
+            cells.append("-" if share is None else f"{share:.0%}")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -52,9 +52,12 @@ def test_task_breakdown_bins_target_velocities_with_the_gap_closed(tmp_path):
             "0": {"per_task": [-100.0, -50.0, -60.0, -200.0]},
             "1": {"per_task": [-40.0, -70.0, -40.0, -100.0]},
         },
-        "baselines": {
-            "pretrained": {"1": {"per_task": [-100.0, -80.0, -80.0, -200.0]}},
-            "oracle": {"0": {"per_task": [-10.0, -10.0, -10.0, -50.0]}},
+        "baselines": {  # the oracle is not adapted: the same returns at every step
+            "pretrained": {
+                "0": {"per_task": [-110.0, -90.0, -90.0, -210.0]},
+                "1": {"per_task": [-100.0, -80.0, -80.0, -200.0]},
+            },
+            "oracle": {k: {"per_task": [-10.0, -10.0, -10.0, -50.0]} for k in ("0", "1")},
         },
     }
     path = tmp_path / "results.json"
