@@ -521,6 +521,12 @@ class Config(_Checked):
     """Episode collection."""
     checkpoint_every: int = 1
     """Write ``checkpoints/latest.pt`` every this many iterations."""
+    init_from: str | None = None
+    """A warm start: the run directory (as ``metarl train`` sees it from where it runs) whose
+    latest checkpoint's policy parameters, its learned std included, start this run. Its policy
+    must have this config's env dimensions, ``hidden_sizes``, ``activation`` and
+    ``action_scale``; the meta-optimizer, iterations and env steps start afresh. null: the
+    policy starts from ``policy.init``."""
 
     @property
     def normalize_inner_advantages(self) -> bool:
@@ -546,6 +552,8 @@ class Config(_Checked):
 
         _one_of(self.objective, OBJECTIVES, "objective")
         _positive(self.checkpoint_every, "checkpoint_every")
+        if self.init_from is not None and not self.init_from.strip():
+            raise _err("init_from", "must name a run directory, or be null")
         from metarl.meta_learners import META_LEARNERS
 
         _one_of(self.meta_learner, list(META_LEARNERS), "meta_learner")

@@ -139,6 +139,7 @@ class Trainer:
         self.meta_learner = make_meta_learner(config, self.policy)
         self.adaptation = AdaptationSettings.from_config(config)
         self.start_iteration, self.env_steps, self.elapsed_s = 0, 0, 0.0
+        self.warm_start: dict[str, Any] | None = None  # init_from's run, iteration, env steps
         if resume and not self.run_dir.is_dir():
             raise CheckpointError(
                 f"run directory {self.run_dir} does not exist; pass the --run-dir of a training "
@@ -152,6 +153,8 @@ class Trainer:
                 self._lock.release()
                 raise
         else:
+            if config.init_from is not None:
+                self._warm_start(config.init_from)
             self._create_run_dir()
             self._lock = RunLock(self.run_dir)
 
@@ -353,6 +356,8 @@ class Trainer:
             "meta_learner": self.meta_learner.state_dict(),
             "rng": get_rng_states(),
         }
+        if self.warm_start is not None:
+            state["warm_start"] = self.warm_start
         return save_checkpoint(state, self.checkpoint_path)
 
     def _create_run_dir(self) -> None:
@@ -369,6 +374,38 @@ class Trainer:
             )
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         save_config(self.config, self.run_dir / "config.yaml")
+
+    def _warm_start(self, source: str) -> None:
+        """Start from the policy of the run in ``source`` (``init_from``), checked to fit."""
+        try:
+            their_config, theirs, their_state = load_policy(source)
+        except CheckpointError as err:
+            raise ConfigError(f"cannot warm-start from it: {err}", key="init_from") from None
+        mine, c = self.policy, self.config
+        differing = [
+            f"{name} {b!r} there, {a!r} here"
+            for name, a, b in (
+                ("observation size", mine.obs_dim, theirs.obs_dim),
+                ("action size", mine.act_dim, theirs.act_dim),
+                ("policy.hidden_sizes", c.policy.hidden_sizes, their_config.policy.hidden_sizes),
+                ("policy.activation", c.policy.activation, their_config.policy.activation),
+                ("policy.action_scale", c.policy.action_scale, their_config.policy.action_scale),
+            )
+            if a != b
+        ]
+        if differing:
+            raise ConfigError(
+                f"the policy of {source} does not fit this config ({'; '.join(differing)}): "
+                "warm-start from a run of the same env and policy, or set init_from: null",
+                key="init_from",
+            )
+        self.policy.load_state_dict(theirs.state_dict())
+        # Where the run started, kept in its checkpoints: the source run may go on later.
+        self.warm_start = {
+            "run": source,
+            "iteration": int(their_state["iteration"]),
+            "env_steps": int(their_state["env_steps"]),
+        }
 
     def _restore(self) -> None:
         state = load_checkpoint(self.run_dir)
@@ -390,6 +427,7 @@ class Trainer:
         self.start_iteration = int(state["iteration"])
         self.env_steps = int(state["env_steps"])
         self.elapsed_s = float(state["elapsed_s"])
+        self.warm_start = state.get("warm_start")
         self._truncate_progress(self.start_iteration)
         if self.config.iterations != saved.iterations and not self.done:
             save_config(self.config, self.run_dir / "config.yaml")

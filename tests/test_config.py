@@ -28,6 +28,7 @@ SHIPPED = {
     "ant-vel": ("metarl/AntVel-v0", 40, 20, 200),
     "ant-dir": ("metarl/AntDir-v0", 40, 20, 100),
     "ant-goal": ("metarl/AntGoal-v0", 40, 20, 100),
+    "ant-goal-h200": ("metarl/AntGoal-v0", 40, 20, 200),
 }
 
 MINIMAL = {"env": "metarl/HalfCheetahVel-v0"}
@@ -50,6 +51,15 @@ def _write(text: str) -> Path:
 
 def test_every_config_is_shipped():
     assert {p.stem for p in CONFIG_DIR.glob("*.yaml")} == set(SHIPPED)
+
+
+def test_the_ant_goal_variant_is_ant_goal_at_horizon_200_warm_started_from_its_run():
+    """Its header says "the rest as ant-goal.yaml": only these keys may differ."""
+    base = load_config(CONFIG_DIR / "ant-goal.yaml").to_dict()
+    variant = load_config(CONFIG_DIR / "ant-goal-h200.yaml").to_dict()
+    assert {k for k in base if base[k] != variant[k]} == {"horizon", "iterations", "init_from"}
+    assert variant["horizon"] == 200
+    assert variant["init_from"] == "experiments/results/ant-goal/seed0"
 
 
 # Each method config of the MAML-family comparison (experiments/compare_variants.py) is its
@@ -187,7 +197,9 @@ def test_shipped_config_loads_with_paper_values(name):
     # (experiments/results/paper-scale-probe; the config's comment says so).
     assert config.policy.activation == ("relu" if name == "navigation2d" else "tanh")
     assert config.adaptation.lrs == [0.1]
-    assert (config.gamma, config.gae_lambda, config.iterations) == (0.99, 1.0, 500)
+    assert (config.gamma, config.gae_lambda) == (0.99, 1.0)
+    # A warm start (ant-goal-h200) counts its own iterations after those of its source run.
+    assert config.iterations == (500 if config.init_from is None else 200)
     if name != "navigation2d":
         # The locomotion configs meta-train with ProMP's outer step at ProMP's values (the
         # configs' comment gives the reason: experiments/results/halfcheetah-dir-trpo).

@@ -276,6 +276,69 @@ def test_resume_errors(tmp_path):
         Trainer(tiny(), tmp_path / "run", resume=True, progress=False)
 
 
+def test_init_from_starts_from_another_runs_policy_and_resumes_as_any_run(tmp_path):
+    """A warm start: the new run's first iteration samples with the source's latest policy (its
+    learned std included), counts its own iterations and env steps, and resumes exactly."""
+    source = tmp_path / "source"
+    Trainer(tiny(iterations=2), source, progress=False).train()
+    trained = load_checkpoint(source)["policy"]
+    config = tiny(iterations=3, horizon=6, init_from=str(source))
+    warm = Trainer(config, tmp_path / "warm", progress=False)
+    for name, value in warm.policy.state_dict().items():
+        assert torch.equal(value, trained[name]), name
+    cold = Trainer(tiny(iterations=3, horizon=6), tmp_path / "cold", progress=False)
+    assert not torch.equal(cold.policy.state_dict()["log_std"], trained["log_std"])
+    cold.close()
+    warm.train()
+    state = load_checkpoint(tmp_path / "warm")
+    assert state["iteration"] == 3 and state["env_steps"] == 3 * 2 * 4 * 5 * 6
+    assert state["warm_start"] == {
+        "run": str(source),
+        "iteration": 2,
+        "env_steps": 2 * 2 * 4 * 5 * 20,
+    }
+    assert load_config(tmp_path / "warm" / "config.yaml").init_from == str(source)
+    # Stopped and resumed: the checkpoint, not init_from, gives the policy.
+    Trainer(dataclasses.replace(config, iterations=2), tmp_path / "split", progress=False).train()
+    Trainer(config, tmp_path / "split", resume=True, progress=False).train()
+    assert load_checkpoint(tmp_path / "split")["warm_start"] == state["warm_start"]
+    assert [r["return_post"] for r in read_rows(tmp_path / "split")] == [
+        r["return_post"] for r in read_rows(tmp_path / "warm")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"init_from": "nowhere"}, "does not exist"),
+        ({"policy": {"hidden_sizes": [8]}}, "policy.hidden_sizes"),
+        ({"policy": {"activation": "tanh"}}, "policy.activation"),
+        ({"policy": {"action_scale": 0.5}}, "policy.action_scale"),
+    ],
+)
+def test_init_from_a_run_that_does_not_fit_is_refused_before_anything_is_written(
+    tmp_path, change, words
+):
+    source = tmp_path / "source"
+    Trainer(tiny(iterations=1), source, progress=False).train()
+    config = tiny(init_from=str(source))
+    if "policy" in change:
+        config = dataclasses.replace(
+            config, policy=dataclasses.replace(config.policy, **change["policy"])
+        )
+    else:
+        config = dataclasses.replace(config, init_from=str(tmp_path / change["init_from"]))
+    with pytest.raises(ConfigError, match="init_from") as err:
+        Trainer(config, tmp_path / "run", progress=False)
+    assert words in str(err.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_init_from_must_name_a_directory():
+    with pytest.raises(ConfigError, match="init_from"):
+        tiny(init_from=" ")
+
+
 def test_cli_train_and_bad_config(tmp_path, capsys):
     config = tmp_path / "nav.yaml"
     text = (CONFIGS / "navigation2d.yaml").read_text()
