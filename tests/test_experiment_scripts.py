@@ -110,3 +110,61 @@ def test_blocks_of_a_monitor_csv_cut_by_env_steps(tmp_path, capsys):
     assert script.main([str(path), "--every", "200"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[2:] == ["| 0-200 | 2 | 1.5 |", "| 200-400 | 2 | 3.5 |", "| 400-600 | 1 | 5.0 |"]
+
+
+def test_goal_endpoints_takes_each_episodes_last_step():
+    import torch
+
+    from metarl.episodes import Episodes
+
+    script = load_script("goal_endpoints")
+    # One task, two episodes of 3 and 5 steps in a horizon of 5; x = 10 * step + episode.
+    steps = torch.arange(5, dtype=torch.float32)[:, None]
+    obs = torch.zeros(1, 5, 2, 3)
+    obs[0, :, :, 0] = 10 * steps + torch.tensor([0.0, 1.0])
+    obs[0, :, :, 1] = -obs[0, :, :, 0]
+    mask = torch.ones(1, 5, 2)
+    mask[0, 3:, 0] = 0
+    obs[0, 3:, 0] = 0  # the sampler's zeros after an episode ended
+    episodes = Episodes(
+        obs, torch.zeros(1, 5, 2, 2), torch.zeros(1, 5, 2), mask, torch.zeros(1, 5, 2)
+    )
+    assert script.end_positions(episodes).tolist() == [[[20.0, -20.0], [41.0, -41.0]]]
+
+
+def test_goal_endpoints_of_a_navigation_run(tmp_path, capsys):
+    from conftest import tiny_navigation_config
+
+    from metarl.trainer import Trainer
+
+    script = load_script("goal_endpoints")
+    run = tmp_path / "nav"
+    Trainer(tiny_navigation_config(iterations=1), run, progress=False).train()
+    out = tmp_path / "endpoints.md"
+    args = [str(run), "--radius", "0.4", "--angles", "4", "--episodes", "3", "--out", str(out)]
+    assert script.main(args) == 0
+    rows = [r.split("|")[1:-1] for r in out.read_text().splitlines() if r.startswith("| ")][1:]
+    assert [(float(r[0]), int(r[1])) for r in rows] == [
+        (a, k) for a in (0, 90, 180, 270) for k in (0, 1)
+    ]
+    for r in rows:
+        # A point that starts at the origin ends at most its end distance plus spread from the
+        # start, so its distance to a goal 0.4 away is 0.4 give or take that much.
+        end, spread, to_goal = float(r[3]), float(r[5]), float(r[6])
+        assert abs(to_goal - 0.4) <= end + spread + 0.01, r
+    assert out.read_text() in capsys.readouterr().out
+
+
+def test_goal_endpoints_refuses_a_run_without_goals(tmp_path, capsys):
+    from conftest import tiny_navigation_config
+
+    from metarl.trainer import Trainer
+
+    script = load_script("goal_endpoints")
+    run = tmp_path / "vel"
+    config = tiny_navigation_config(iterations=1, env="metarl/HalfCheetahVel-v0", horizon=3)
+    Trainer(config, run, progress=False).train()
+    assert script.main([str(run)]) == 2
+    assert "no goal position" in capsys.readouterr().err
+    assert script.main([str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
