@@ -7,6 +7,8 @@
 # 2-core machine once episodes run to the horizon of 200; AntDir runs ProMP's 20 episodes of 100
 # steps per task, a quarter of the paper's 40 of 200, and AntGoal the paper's 20 of 100 steps.
 #   ID=vel SEED=0 ITERATIONS=500 experiments/ant.sh       # ID: vel, dir or goal
+# ID=goal-h200 runs experiments/configs/ant-goal-h200.yaml (AntGoal at horizon 200, warm-started
+# from the goal run; ITERATIONS=200 there).
 # ITERATIONS at or below the iterations the run has re-evaluates it as it is (nothing trained).
 # The shipped configs meta-train with ProMP's outer step; OUTER=trpo runs the paper's MAML-TRPO
 # instead into experiments/results/ant-<id>-trpo/ (the first AntVel run of this config).

@@ -144,10 +144,11 @@ def test_regulariser_escalates_while_the_factorisation_fails(monkeypatch):
         fake, calls = _failing_cholesky(2)
         patch.setattr(torch.linalg, "cholesky_ex", fake)
         weights = fit_linear(features, targets, mask, reg_coeff=1e-5)
-    # Two failures: the coefficient went 1e-5 -> 1e-4 -> 1e-3, and the third system was solved.
-    assert len(calls) == 3
-    for call, reg in zip(calls, (1e-5, 1e-4, 1e-3), strict=True):
-        torch.testing.assert_close(call, gram + reg * eye)
+    # Two forced failures, then tenfold steps until the real factorisation succeeded: at 1e-3
+    # on some CPUs, later on others (the BLAS's rounding decides, as for the first failures).
+    assert len(calls) >= 3
+    for k, call in enumerate(calls):
+        torch.testing.assert_close(call, gram + 1e-5 * 10.0**k * eye)
     torch.testing.assert_close(features @ weights, targets, rtol=1e-6, atol=1e-3)
 
 
