@@ -123,6 +123,28 @@ class GaussianMLPPolicy(nn.Module):
         return Independent(Normal(mean, std), 1)
 
 
+def task_stats(policy: nn.Module, params: Params, obs: Tensor) -> tuple[Tensor, Tensor]:
+    """``policy(obs, stats=True)`` under one task's ``params``: the action's mean and std.
+
+    For a :class:`GaussianMLPPolicy` the same arithmetic as its ``forward``, done with
+    ``torch.nn.functional.linear`` on ``params`` directly (without ``functional_call``'s
+    per-call cost, which the sampler pays for every task at every step); any other module
+    goes through ``functional_call``.
+    """
+    if not isinstance(policy, GaussianMLPPolicy):
+        return torch.func.functional_call(policy, params, (obs,), {"stats": True})
+    x = obs
+    for n, layer in enumerate(policy.mean):
+        if isinstance(layer, nn.Linear):
+            x = nn.functional.linear(x, params[f"mean.{n}.weight"], params[f"mean.{n}.bias"])
+        else:
+            x = layer(x)
+    std = params["log_std"].exp().expand_as(x)
+    if policy.action_scale != 1.0:
+        x, std = x * policy.action_scale, std * policy.action_scale
+    return x, std
+
+
 def params_of(policy: nn.Module) -> Params:
     """The policy's own parameters as a dict (live tensors, gradients flow to them)."""
     return dict(policy.named_parameters())

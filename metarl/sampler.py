@@ -1,8 +1,8 @@
 """Roll out a Gymnasium VectorEnv for a meta-batch: one episode slot per sub-env.
 
 Sub-env ``j`` runs episode ``j % E`` of task ``j // E``. Its actions come from
-its own task's parameters; the policy is evaluated for all tasks at once with
-``torch.func.vmap`` over ``functional_call`` on stacked parameters. The sampler
+its own task's parameters, the policy evaluated task by task
+(:func:`~metarl.policies.task_stats`) on a copy of each task's parameters. The sampler
 runs under ``no_grad`` and knows nothing of learning: it returns
 :class:`~metarl.episodes.Episodes` stacked over tasks (``episodes[k]`` is task
 ``k``'s batch).
@@ -32,7 +32,7 @@ from torch import Tensor
 import envs
 from metarl.episodes import Episodes
 from metarl.objectives import gaussian_log_prob_of_noise
-from metarl.policies import Params, stacked_tasks
+from metarl.policies import Params, stacked_tasks, task_stats
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -292,6 +292,10 @@ class _Rollout:
         noise: Tensor,
     ) -> None:
         self.sampler, self.policy, self.params, self.tasks = sampler, policy, params, tasks
+        # Each task's parameters in memory of their own (see act).
+        self.task_params = [
+            {name: p[j].clone() for name, p in params.items()} for j in range(len(tasks))
+        ]
         self.noise = noise  # [time, sub-env, action]
         self.buffers = _Buffers(sampler.horizon, sampler.num_envs, sampler.obs_dim, sampler.act_dim)
         self.alive = np.ones(sampler.num_envs, dtype=bool)
@@ -348,13 +352,18 @@ class _Rollout:
         s, rows, k = self.sampler, group.rows, group.tasks
         obs_t = torch.as_tensor(obs, dtype=torch.float32).reshape(-1, s.obs_dim)
         self._check_finite(obs_t.numpy(), group, "observation", t)
-        # Always per task (shared params as per-task views): a sub-env's action then
-        # comes from the same [E, obs] product whatever the grouping of tasks, so the
-        # episodes do not depend on the pipeline's split down to the last bit.
-        task_params = {name: p[k] for name, p in self.params.items()}
-        mean, std = torch.func.vmap(
-            lambda p, o: torch.func.functional_call(self.policy, p, (o,), {"stats": True})
-        )(task_params, obs_t.reshape(k.stop - k.start, s.episodes_per_task, s.obs_dim))
+        # One task at a time, on that task's parameters and observations in memory of
+        # their own: a sub-env's action then comes from the same [E, obs] products on
+        # identically placed data whatever the grouping of tasks, so the episodes do not
+        # depend on the pipeline's split or a Ray worker's block down to the last bit.
+        # (vmap over per-task views of the stacked parameters rounded differently with the
+        # task's place in its group on AMD EPYC; a copy per task fixes the placement.)
+        obs_k = obs_t.reshape(k.stop - k.start, s.episodes_per_task, s.obs_dim)
+        stats = [
+            task_stats(self.policy, self.task_params[k.start + i], obs_k[i].clone())
+            for i in range(k.stop - k.start)
+        ]
+        mean, std = torch.cat([m for m, _ in stats]), torch.cat([d for _, d in stats])
         mean, std = mean.reshape(-1, s.act_dim), std.reshape(-1, s.act_dim)
         eps = self.noise[t, rows]
         action = mean + std * eps

@@ -153,3 +153,23 @@ def test_action_scale_multiplies_mean_and_std_and_init_std_is_in_env_units():
 def test_bad_init_or_scale(kwargs, match):
     with pytest.raises(ValueError, match=match):
         GaussianMLPPolicy(OBS_DIM, ACT_DIM, **kwargs)
+
+
+@pytest.mark.parametrize("action_scale", [1.0, 0.1])
+def test_task_stats_is_the_policys_forward_under_given_parameters(action_scale):
+    """The sampler's per-task product: bit-identical to forward on the same parameters, and
+    under other parameters what functional_call gives."""
+    from metarl.policies import task_stats
+
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(
+        5, 3, hidden_sizes=(8, 8), activation="tanh", action_scale=action_scale
+    )
+    obs = torch.randn(4, 5)
+    mean, std = task_stats(policy, dict(policy.named_parameters()), obs)
+    want_mean, want_std = policy(obs, stats=True)
+    assert torch.equal(mean, want_mean) and torch.equal(std, want_std)
+    other = {k: v.detach() + 0.1 for k, v in policy.named_parameters()}
+    mean, std = task_stats(policy, other, obs)
+    want_mean, want_std = torch.func.functional_call(policy, other, (obs,), {"stats": True})
+    assert torch.equal(mean, want_mean) and torch.equal(std, want_std)

@@ -219,11 +219,13 @@ def test_hung_async_worker_raises_a_sampler_error_in_time():
     assert time.monotonic() - start < 10
 
 
-def test_context_manager_closes_workers_on_error_and_interrupt():
+def test_context_manager_closes_workers_on_error_and_interrupt(monkeypatch):
+    import metarl.sampler
+
     policy = make_policy(2, 2)
     tasks = tasks_for(NAV, 2)
     calls = {"n": 0}
-    original = policy.forward
+    original = metarl.sampler.task_stats  # the policy's product, task by task
 
     def interrupted(*args, **kwargs):
         calls["n"] += 1
@@ -231,7 +233,7 @@ def test_context_manager_closes_workers_on_error_and_interrupt():
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    policy.forward = interrupted
+    monkeypatch.setattr(metarl.sampler, "task_stats", interrupted)
     with pytest.raises(KeyboardInterrupt), Sampler(NAV, 2, 1, 5, kind="async") as sampler:
         processes = list(sampler._groups[0].env.processes)
         sampler.sample(policy, None, tasks, seed=0)
