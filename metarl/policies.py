@@ -114,13 +114,17 @@ class GaussianMLPPolicy(nn.Module):
         The tuple form exists for ``torch.func.vmap``, which cannot return a
         distribution object.
         """
-        mean = self.mean(obs)
-        std = self.log_std.exp().expand_as(mean)
-        if self.action_scale != 1.0:
-            mean, std = mean * self.action_scale, std * self.action_scale
+        mean, std = self._scaled(self.mean(obs), self.log_std)
         if stats:
             return mean, std
         return Independent(Normal(mean, std), 1)
+
+    def _scaled(self, mean: Tensor, log_std: Tensor) -> tuple[Tensor, Tensor]:
+        """The env action's mean and std from the network's output and ``log_std``."""
+        std = log_std.exp().expand_as(mean)
+        if self.action_scale != 1.0:
+            mean, std = mean * self.action_scale, std * self.action_scale
+        return mean, std
 
 
 def task_stats(policy: nn.Module, params: Params, obs: Tensor) -> tuple[Tensor, Tensor]:
@@ -139,10 +143,7 @@ def task_stats(policy: nn.Module, params: Params, obs: Tensor) -> tuple[Tensor, 
             x = nn.functional.linear(x, params[f"mean.{n}.weight"], params[f"mean.{n}.bias"])
         else:
             x = layer(x)
-    std = params["log_std"].exp().expand_as(x)
-    if policy.action_scale != 1.0:
-        x, std = x * policy.action_scale, std * policy.action_scale
-    return x, std
+    return policy._scaled(x, params["log_std"])
 
 
 def params_of(policy: nn.Module) -> Params:
