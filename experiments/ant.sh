@@ -8,7 +8,8 @@
 # steps per task, a quarter of the paper's 40 of 200, and AntGoal the paper's 20 of 100 steps.
 #   ID=vel SEED=0 ITERATIONS=500 experiments/ant.sh       # ID: vel, dir or goal
 # ID=goal-h200 runs experiments/configs/ant-goal-h200.yaml (AntGoal at horizon 200, warm-started
-# from the goal run; ITERATIONS=200 there; evaluated against ant-goal-baselines).
+# from the goal run; ITERATIONS=200 there) and ID=goal-h200-lr0.2 its continuation with twice
+# the inner step (ITERATIONS=60); both are evaluated against ant-goal-baselines.
 # ITERATIONS at or below the iterations the run has re-evaluates it as it is (nothing trained).
 # The shipped configs meta-train with ProMP's outer step; OUTER=trpo runs the paper's MAML-TRPO
 # instead into experiments/results/ant-<id>-trpo/ (the first AntVel run of this config).
@@ -25,5 +26,5 @@ iterations=${ITERATIONS:-500}
 train_run "experiments/configs/ant-${id}.yaml" "$run" "$seed" "$iterations" "${sets[@]}"
 tasks=()
 [ "$id" = dir ] && tasks=(--task '{"direction": 1}' --task '{"direction": -1}')
-# goal-h200 is evaluated against AntGoal's baselines (the same tasks, played to horizon 200)
-finish_run "$run" "experiments/results/ant-${id%-h200}-baselines" "${tasks[@]}"
+# the goal-h200 runs are evaluated against AntGoal's baselines (the same tasks, to horizon 200)
+finish_run "$run" "experiments/results/ant-${id%%-*}-baselines" "${tasks[@]}"

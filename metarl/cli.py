@@ -199,7 +199,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists; pass --force to overwrite it or choose another --out")
     results = evaluate(
-        args.run_dir, args.tasks, args.steps, args.episodes, args.seed, args.baselines, out
+        args.run_dir,
+        args.tasks,
+        args.steps,
+        args.episodes,
+        args.seed,
+        args.baselines,
+        out,
+        inner_lr=args.inner_lr,
     )
     print(markdown_table(results), end="")
     print(f"results: {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}")
@@ -462,6 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--out", help="results.json path (default RUN_DIR/evaluation/results.json)")
     ev.add_argument("--force", action="store_true", help="overwrite an existing results.json")
+    ev.add_argument(
+        "--inner-lr",
+        type=float,
+        help="inner step size instead of the run's, for every policy (later steps half of it): "
+        "probe it on tasks of another --seed than the held-out ones",
+    )
     ev.set_defaults(run=_evaluate)
 
     render = commands.add_parser("render", help="video of the policy before and after adaptation")

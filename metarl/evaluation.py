@@ -12,6 +12,7 @@ adapted, acting with its mean action).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -146,12 +147,15 @@ def evaluate(
     seed: int = 1,
     baselines_dir: str | os.PathLike[str] | None = None,
     out: str | os.PathLike[str] | None = None,
+    inner_lr: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate the run's policy and the baselines; write ``results.json``, a table and a plot.
 
     Returns the results dict (the JSON's content). ``baselines_dir`` holds
     ``pretrained.zip`` and/or ``oracle.zip`` from ``metarl baseline``; a baseline
-    that is absent there is absent from the results.
+    that is absent there is absent from the results. ``inner_lr`` replaces the run's inner
+    step size for every policy evaluated (later steps take half of it, as always): a probe
+    of the step size on tasks of another ``seed``, without retraining.
     """
     for name, value in (("tasks", num_tasks), ("episodes", episodes)):
         if value < 1:
@@ -159,6 +163,8 @@ def evaluate(
     if steps < 0:
         raise InputError(f"--steps must be at least 0, got {steps}")
     config, policy, state = load_policy(run_dir)
+    if inner_lr is not None:
+        config = _with_inner_lr(config, inner_lr)
     learner = load_meta_learner(config, policy, state)  # its learned inner rates, if any
     baseline_paths = _baseline_paths(baselines_dir)
     out = Path(out) if out is not None else Path(run_dir) / "evaluation" / "results.json"
@@ -181,6 +187,7 @@ def evaluate(
         "tasks": tasks,
         "seed": seed,
         "episodes": episodes,
+        "inner_lr": config.adaptation.lr,
     }
     with make_sampler(
         config.env, num_tasks, episodes, config.horizon, config.sampler, config.env_kwargs
@@ -253,6 +260,18 @@ def by_subgroup(results: dict[str, Any], groups: Sequence[str]) -> dict[str, Any
             entry["gap_closed"] = gap
         out[group] = entry
     return out
+
+
+def _with_inner_lr(config: Config, lr: float) -> Config:
+    """``config`` with inner step size ``lr`` (a probe's), or an InputError where it cannot be."""
+    if not lr > 0:
+        raise InputError(f"--inner-lr must be positive, got {lr}")
+    if config.adaptation.learn_lr:
+        raise InputError(
+            "--inner-lr cannot replace a run's learned inner rates (adaptation.learn_lr: true); "
+            "evaluate it without --inner-lr"
+        )
+    return dataclasses.replace(config, adaptation=dataclasses.replace(config.adaptation, lr=lr))
 
 
 def _baseline_paths(baselines_dir: str | os.PathLike[str] | None) -> dict[str, Path]:

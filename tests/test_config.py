@@ -29,6 +29,7 @@ SHIPPED = {
     "ant-dir": ("metarl/AntDir-v0", 40, 20, 100),
     "ant-goal": ("metarl/AntGoal-v0", 40, 20, 100),
     "ant-goal-h200": ("metarl/AntGoal-v0", 40, 20, 200),
+    "ant-goal-h200-lr0.2": ("metarl/AntGoal-v0", 40, 20, 200),
 }
 
 MINIMAL = {"env": "metarl/HalfCheetahVel-v0"}
@@ -60,6 +61,15 @@ def test_the_ant_goal_variant_is_ant_goal_at_horizon_200_warm_started_from_its_r
     assert {k for k in base if base[k] != variant[k]} == {"horizon", "iterations", "init_from"}
     assert variant["horizon"] == 200
     assert variant["init_from"] == "experiments/results/ant-goal/seed0"
+
+
+def test_the_ant_goal_step_size_variant_is_ant_goal_h200_with_twice_the_inner_step():
+    """Its header says "the rest as ant-goal-h200.yaml": only these keys may differ."""
+    base = load_config(CONFIG_DIR / "ant-goal-h200.yaml").to_dict()
+    variant = load_config(CONFIG_DIR / "ant-goal-h200-lr0.2.yaml").to_dict()
+    assert {k for k in base if base[k] != variant[k]} == {"adaptation", "iterations", "init_from"}
+    assert variant["adaptation"] == {**base["adaptation"], "lr": 0.2}
+    assert variant["init_from"] == "experiments/results/ant-goal-h200/seed0"
 
 
 # Each method config of the MAML-family comparison (experiments/compare_variants.py) is its
@@ -196,10 +206,12 @@ def test_shipped_config_loads_with_paper_values(name):
     # The locomotion configs use tanh: with their init and action scale ReLU did not learn
     # (experiments/results/paper-scale-probe; the config's comment says so).
     assert config.policy.activation == ("relu" if name == "navigation2d" else "tanh")
-    assert config.adaptation.lrs == [0.1]
+    # The paper's inner step, but where a config's header gives the reason for another.
+    assert config.adaptation.lrs == ([0.2] if name == "ant-goal-h200-lr0.2" else [0.1])
     assert (config.gamma, config.gae_lambda) == (0.99, 1.0)
-    # A warm start (ant-goal-h200) counts its own iterations after those of its source run.
-    assert config.iterations == (500 if config.init_from is None else 200)
+    # A warm start (the ant-goal-h200 configs) counts its own iterations after its source run's.
+    warm_starts = {"ant-goal-h200": 200, "ant-goal-h200-lr0.2": 60}
+    assert config.iterations == (500 if config.init_from is None else warm_starts[name])
     if name != "navigation2d":
         # The locomotion configs meta-train with ProMP's outer step at ProMP's values (the
         # configs' comment gives the reason: experiments/results/halfcheetah-dir-trpo).

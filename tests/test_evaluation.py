@@ -289,3 +289,52 @@ def test_subgroups_are_recomputed_from_the_per_task_values():
     vel = gym.make("metarl/HalfCheetahVel-v0").unwrapped
     assert vel.task_subgroup({"velocity": 0.3}) == "velocity < 1"
     assert vel.task_subgroup({"velocity": 1.0}) == "velocity >= 1"
+
+
+def test_inner_lr_probe_is_the_run_trained_with_that_step_size(run_dir, tmp_path):
+    """``--inner-lr`` evaluates as if the run's config had that step size, for every policy;
+    step 0 is untouched, step 1 moves with it."""
+    import shutil
+
+    import yaml
+
+    probe = evaluate(run_dir, 3, 1, 4, seed=6, out=tmp_path / "probe.json", inner_lr=0.37)
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    data = yaml.safe_load((copy / "config.yaml").read_text())
+    own_lr = data["adaptation"]["lr"]
+    assert own_lr != 0.37
+    data["adaptation"]["lr"] = 0.37
+    (copy / "config.yaml").write_text(yaml.safe_dump(data))
+    edited = evaluate(copy, 3, 1, 4, seed=6, out=tmp_path / "edited.json")
+    assert probe["inner_lr"] == edited["inner_lr"] == 0.37
+    for name in ("metarl", "random"):
+        a = probe[name] if name == "metarl" else probe["baselines"][name]
+        b = edited[name] if name == "metarl" else edited["baselines"][name]
+        assert a == b
+    trained = evaluate(run_dir, 3, 1, 4, seed=6, out=tmp_path / "trained.json")
+    assert trained["inner_lr"] == own_lr
+    assert trained["metarl"]["0"] == probe["metarl"]["0"]
+    assert trained["metarl"]["1"]["per_task"] != probe["metarl"]["1"]["per_task"]
+
+
+@pytest.mark.parametrize("lr", ["0", "-0.1", "nan"])
+def test_inner_lr_must_be_positive(run_dir, tmp_path, capsys, lr):
+    out = tmp_path / "r.json"
+    assert (
+        main(["evaluate", str(run_dir), "--tasks", "2", "--inner-lr", lr, "--out", str(out)]) != 0
+    )
+    assert "--inner-lr must be positive" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_inner_lr_refuses_learned_rates(tmp_path, capsys):
+    config = tiny_navigation_config(
+        iterations=1,
+        adaptation=dataclasses.replace(tiny_navigation_config().adaptation, learn_lr=True),
+    )
+    Trainer(config, tmp_path / "run", progress=False).train()
+    out = tmp_path / "r.json"
+    assert main(["evaluate", str(tmp_path / "run"), "--inner-lr", "0.2", "--out", str(out)]) != 0
+    assert "learned inner rates" in capsys.readouterr().err
+    assert not out.exists()
