@@ -168,3 +168,51 @@ def test_goal_endpoints_refuses_a_run_without_goals(tmp_path, capsys):
     assert "no goal position" in capsys.readouterr().err
     assert script.main([str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_mean_action_gap_repeats_the_evaluation_and_scores_the_mean_action(tmp_path, capsys):
+    from conftest import CONFIGS, tiny_navigation_config
+
+    from metarl.cli import main
+    from metarl.evaluation import evaluate
+    from metarl.trainer import Trainer
+
+    script = load_script("mean_action_gap")
+    run = tmp_path / "nav"
+    Trainer(tiny_navigation_config(iterations=2), run, progress=False).train()
+    assert script.main([str(run), str(tmp_path / "none"), "--tasks", "3"]) == 2
+    assert "pretrained.zip" in capsys.readouterr().err
+    assert not (run / "evaluation").exists()
+    baselines = tmp_path / "baselines"
+    config = str(CONFIGS / "navigation2d.yaml")
+    small = ["--set", "policy.hidden_sizes=[16,16]", "--timesteps", "256", "--no-progress"]
+    for kind in ("pretrain", "oracle"):
+        name = "pretrained" if kind == "pretrain" else "oracle"
+        assert (
+            main(["baseline", kind, config, "--out", str(baselines / f"{name}.zip"), *small]) == 0
+        )
+    args = [str(run), str(baselines), "--tasks", "3", "--episodes", "4", "--seed", "5"]
+    assert script.main(args) == 0
+    result = json.loads((run / "evaluation" / "mean-action.json").read_text())
+    evaluated = evaluate(
+        run, 3, 1, 4, seed=5, baselines_dir=baselines, out=tmp_path / "e" / "results.json"
+    )
+    for name, curve in (
+        ("metarl", evaluated["metarl"]),
+        ("pretrained", evaluated["baselines"]["pretrained"]),
+    ):
+        assert result[name]["sampled"] == [curve[k]["per_task"] for k in ("0", "1")]
+        assert result[name]["mean_action"] != result[name]["sampled"]
+    assert result["oracle"]["mean_action"] == evaluated["baselines"]["oracle"]["0"]["per_task"]
+    rows = [
+        r.split("|")[1:-1]
+        for r in (run / "evaluation" / "mean-action.md").read_text().splitlines()
+        if r.startswith("| all")
+    ]
+    assert [(r[1].strip(), r[2].strip()) for r in rows] == [
+        (m, o) for m in ("sampled", "mean_action") for o in ("sampled", "mean_action")
+    ]
+    m1 = sum(result["metarl"]["mean_action"][1]) / 3
+    p1 = sum(result["pretrained"]["mean_action"][1]) / 3
+    o = sum(result["oracle"]["mean_action"]) / 3
+    assert rows[3][6].strip() == f"{100 * (m1 - p1) / (o - p1):.0f}%"
