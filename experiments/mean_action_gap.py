@@ -20,11 +20,16 @@ import sys
 from pathlib import Path
 
 import gymnasium as gym
-import numpy as np
 
 from metarl.checkpoint import load_policy
 from metarl.errors import InputError
-from metarl.evaluation import adaptation_curve, held_out_tasks, step_seed
+from metarl.evaluation import (
+    adaptation_curve,
+    by_subgroup,
+    confidence_interval,
+    held_out_tasks,
+    step_seed,
+)
 from metarl.meta_learners import load_meta_learner
 from metarl.sampler import make_sampler
 from metarl.sb3 import load_pretrained, oracle_returns
@@ -32,6 +37,7 @@ from metarl.sb3 import load_pretrained, oracle_returns
 # std * exp(-30) is ~1e-13 of the std: the mean action to float32 precision, through the
 # sampler's own path (clipping, env seeds) rather than a second rollout loop.
 MEAN_ACTION_LOG_STD_SHIFT = -30.0
+MODES = ("sampled", "mean_action")  # how a policy acts: its samples, or its mean action
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.run_dir) / "evaluation" / "mean-action.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
-    out.with_suffix(".md").write_text(table(result))
-    print(table(result), end="")
+    text = table(result)
+    out.with_suffix(".md").write_text(text)
+    print(text, end="")
     print(f"wrote {out}, {out.with_suffix('.md')}")
     return 0
 
@@ -99,17 +106,32 @@ def mean_action_gap(run_dir: str, baselines: str, num_tasks: int, episodes: int,
             env_kwargs=config.env_kwargs,
             deterministic=mode == "mean_action",
         )
-        for mode in ("sampled", "mean_action")
+        for mode in MODES
     }
     return result
 
 
 def table(result: dict) -> str:
-    groups = result["groups"]
+    """Per subgroup and pairing of action modes, steps 0 -> 1 and the gap closed at step 1, as
+    :func:`metarl.evaluation.by_subgroup` defines it for `metarl evaluate`'s tables."""
 
-    def mean(values: list[float], group: str) -> float:
-        return float(np.mean([v for v, g in zip(values, groups, strict=True) if g == group]))
+    def steps(curve: list[list[float]]) -> dict:
+        return {str(k): confidence_interval(values) for k, values in enumerate(curve)}
 
+    parts = {
+        (mode, oracle_mode): by_subgroup(
+            {
+                "metarl": steps(result["metarl"][mode]),
+                "baselines": {
+                    "pretrained": steps(result["pretrained"][mode]),
+                    "oracle": steps([result["oracle"][oracle_mode]] * 2),
+                },
+            },
+            result["groups"],
+        )
+        for mode in MODES
+        for oracle_mode in MODES
+    }
     lines = [
         f"iteration {result['iteration']}; MAML's std {result['metarl']['std'][0]:.4f} -> "
         f"{result['metarl']['std'][1]:.4f}, pretrained's {result['pretrained']['std'][0]:.4f} -> "
@@ -119,17 +141,17 @@ def table(result: dict) -> str:
         "| oracle | gap closed, step 1 |",
         "|---|---|---|---|---|---|---|",
     ]
-    for group in dict.fromkeys(groups):
-        for mode in ("sampled", "mean_action"):
-            m = [mean(result["metarl"][mode][k], group) for k in (0, 1)]
-            p = [mean(result["pretrained"][mode][k], group) for k in (0, 1)]
-            for oracle_mode in ("sampled", "mean_action"):
-                o = mean(result["oracle"][oracle_mode], group)
-                gap = (m[1] - p[1]) / (o - p[1])
-                lines.append(
-                    f"| {group} | {mode} | {oracle_mode} | {m[0]:.1f} -> {m[1]:.1f} | "
-                    f"{p[0]:.1f} -> {p[1]:.1f} | {o:.1f} | {100 * gap:.0f}% |"
-                )
+    for group in dict.fromkeys(result["groups"]):
+        for (mode, oracle_mode), part in parts.items():
+            entry = part[group]
+            m, p = entry["metarl"], entry["baselines"]["pretrained"]
+            gap = entry["gap_closed"]["1"]
+            lines.append(
+                f"| {group} | {mode} | {oracle_mode} | {m['0']['mean']:.1f} -> {m['1']['mean']:.1f} "
+                f"| {p['0']['mean']:.1f} -> {p['1']['mean']:.1f} "
+                f"| {entry['baselines']['oracle']['1']['mean']:.1f} "
+                f"| {'-' if gap is None else f'{100 * gap:.0f}%'} |"
+            )
     return "\n".join(lines) + "\n"
 
 
