@@ -101,6 +101,8 @@ VARIANTS: dict[str, list[str]] = {
     # Twice the paper's inner step size (the same ablation at the paper's scale:
     # experiments/results/halfcheetah-dir-ablations).
     "defaults-inner-lr-0.2": ["adaptation.lr=0.2"],
+    # The line search's KL in the peer's direction, KL(new || old).
+    "defaults-kl-new-old": ["meta_optimizer.kl_direction=new_old"],
     # The shipped config as it is (its own outer step and inner lr) at the peer's scale.
     "shipped": [],
 }

@@ -267,6 +267,9 @@ def _one_of(value: str, choices: Sequence[str], key: str) -> None:
 
 # --- configs ---------------------------------------------------------------------
 
+KL_DIRECTIONS = ("old_new", "new_old")
+"""TRPO's ``kl_direction`` values."""
+
 
 @dataclass(frozen=True)
 class PolicyConfig(_Checked):
@@ -365,6 +368,9 @@ class TRPOConfig(_Checked):
     """Fisher-vector product form: exact | gauss_newton | adapted_fisher."""
     cg_subsample: float = 1.0
     """Share of the tasks whose episodes estimate the curvature (a new draw each step), in (0, 1]."""
+    kl_direction: str = "old_new"
+    """The trust region's KL: old_new is KL(old || new) (rllab's, the paper's code), new_old
+    KL(new || old) (pytorch-maml-rl's). Equal curvature at the old policy; the line search differs."""
 
     def _check(self) -> None:
         _positive(self.max_kl, "max_kl")
@@ -378,6 +384,7 @@ class TRPOConfig(_Checked):
         _one_of(self.fvp, FVP_KINDS, "fvp")
         if not 0 < self.cg_subsample <= 1:
             raise _err("cg_subsample", f"must be in (0, 1], got {self.cg_subsample!r}")
+        _one_of(self.kl_direction, KL_DIRECTIONS, "kl_direction")
 
 
 @dataclass(frozen=True)

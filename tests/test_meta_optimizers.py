@@ -209,8 +209,11 @@ def _flat_params(policy) -> torch.Tensor:
     return flat([p.detach() for p in policy.parameters()]).clone()
 
 
-def _measured_kl(policy, before: dict, batch: MetaBatch, adaptation: AdaptationSettings) -> float:
-    """Mean KL between the post-adaptation policies of ``before`` and of the current params."""
+def _measured_kl(
+    policy, before: dict, batch: MetaBatch, adaptation: AdaptationSettings, reverse: bool = False
+) -> float:
+    """Mean KL(before || now) between the post-adaptation policies of ``before`` and of the
+    current params; KL(now || before) with ``reverse``."""
 
     def stats(params):
         phi = adapt_steps(
@@ -228,6 +231,8 @@ def _measured_kl(policy, before: dict, batch: MetaBatch, adaptation: AdaptationS
 
     old_mean, old_std = stats(before)
     mean, std = stats({n: p.detach() for n, p in params_of(policy).items()})
+    if reverse:
+        return mean_kl(mean, std, old_mean, old_std, batch.post.mask).item()
     return mean_kl(old_mean, old_std, mean, std, batch.post.mask).item()
 
 
@@ -247,6 +252,24 @@ def test_trpo_step_improves_the_surrogate_within_the_trust_region(objective, fvp
     measured = _measured_kl(policy, before, batch, adaptation)
     assert measured == pytest.approx(metrics["kl"], rel=1e-9)
     assert {"loss_before", "loss_after", "kl", "ls_steps"} <= set(metrics)
+
+
+def test_trpo_line_search_bounds_the_kl_in_the_configured_direction():
+    """kl_direction: new_old bounds and reports KL(new || old) (pytorch-maml-rl's), the
+    default KL(old || new); the two differ once the std moves, so the check can fail."""
+    batch = synthetic_batch(tiny_policy())
+    adaptation = AdaptationSettings(lr=0.3)
+    for direction, reverse in (("old_new", False), ("new_old", True)):
+        policy = tiny_policy()
+        before = {n: p.detach().clone() for n, p in params_of(policy).items()}
+        metrics = TRPO(max_kl=0.01, kl_direction=direction).step(policy, batch, adaptation)
+        assert 0 < metrics["kl"] <= 0.01
+        measured = _measured_kl(policy, before, batch, adaptation, reverse=reverse)
+        other = _measured_kl(policy, before, batch, adaptation, reverse=not reverse)
+        assert measured == pytest.approx(metrics["kl"], rel=1e-9)
+        assert other != pytest.approx(metrics["kl"], rel=1e-6)
+    with pytest.raises(ValueError, match=r"kl_direction: must be one of \['old_new', 'new_old'\]"):
+        TRPO(kl_direction="forward")
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)

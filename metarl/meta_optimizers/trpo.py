@@ -3,7 +3,7 @@
 One step maximises the post-adaptation surrogate ``-L(theta)`` (see
 :func:`metarl.objectives.outer_surrogate`) under a trust region on the mean
 ``KL(pi_phi(theta_old) || pi_phi(theta))`` over the post-adaptation
-observations: a natural-gradient direction by conjugate gradient, then a
+observations (``kl_direction: new_old`` reverses it, as pytorch-maml-rl does): a natural-gradient direction by conjugate gradient, then a
 backtracking line search. Everything is batched over tasks.
 
 The curvature matrix ``F`` is the Hessian of that KL at ``theta_old``. Three
@@ -271,6 +271,9 @@ class TRPO:
         ls_max_steps: line-search trials before the step is rejected.
         ls_backtrack_ratio: step shrink factor between trials, in (0, 1).
         fvp: ``exact | gauss_newton | adapted_fisher`` (module docstring).
+        kl_direction: the line search's KL, ``old_new`` = ``KL(old || new)`` (rllab's) or
+            ``new_old`` = ``KL(new || old)`` (pytorch-maml-rl's). Both have the same Hessian at
+            ``theta_old``, so the curvature products do not depend on it.
         cg_subsample: share of the meta-batch's tasks whose episodes estimate the
             curvature matrix (a new random draw each step); 1 uses them all. The
             products cost in proportion; the line search checks the KL on every task.
@@ -286,6 +289,7 @@ class TRPO:
         self.ls_backtrack_ratio = config.ls_backtrack_ratio
         self.fvp = config.fvp
         self.cg_subsample = config.cg_subsample
+        self.kl_direction = config.kl_direction
         self.num_steps = 0
         self.num_skipped = 0
 
@@ -372,7 +376,10 @@ class TRPO:
                 loss = learner.meta_loss(
                     policy, now, batch, adaptation, trace, mean, std, outer_surrogate
                 )
-                kl = mean_kl(old_mean, old_std, mean, std, batch.post.mask)
+                if self.kl_direction == "old_new":
+                    kl = mean_kl(old_mean, old_std, mean, std, batch.post.mask)
+                else:
+                    kl = mean_kl(mean, std, old_mean, old_std, batch.post.mask)
             return float(loss), float(kl)
 
         result = backtracking_line_search(
