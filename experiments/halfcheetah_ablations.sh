@@ -24,9 +24,12 @@ declare -A keys=(
   [inner-kl-5e-3]="meta_optimizer.inner_kl_coeff=5e-3"  # 10x ProMP's (removing it hurt both directions)
   # the inner step's advantages in reward units: its size follows how far off the task is
   [inner-raw-advantages]="adaptation.normalize_advantages=false"
+  # GAE lambda 0.95 in place of 1 (inner and outer): less noise in the 20-episode inner gradient,
+  # where a target near the pre-step speed leaves it little signal
+  [gae-0.95]="gae_lambda=0.95"
 )
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(learn-lr inner-lr-0.2 wide no-inner-kl inner-kl-5e-3 inner-raw-advantages)
+[ ${#names[@]} -eq 0 ] && names=(learn-lr inner-lr-0.2 wide no-inner-kl inner-kl-5e-3 inner-raw-advantages gae-0.95)
 for name in "${names[@]}"; do
   if [ -z "${keys[$name]+set}" ]; then
     echo "unknown ablation '$name'; choose from: ${!keys[*]}" >&2
