@@ -64,8 +64,8 @@ __all__ = [
 ]
 
 # The valid names live with the things they name (metarl.objectives.OBJECTIVES,
-# metarl.sampler.SAMPLER_KINDS, metarl.meta_optimizers.trpo.FVP_KINDS,
-# metarl.meta_learners.META_LEARNERS); the configs
+# metarl.sampler.SAMPLER_KINDS, metarl.meta_optimizers.trpo.FVP_KINDS and
+# KL_DIRECTIONS, metarl.meta_learners.META_LEARNERS); the configs
 # check against those lists, imported where they are used so no import cycle forms.
 
 # Gymnasium's id grammar (gymnasium/envs/registration.py ENV_ID_RE), with the
@@ -267,9 +267,6 @@ def _one_of(value: str, choices: Sequence[str], key: str) -> None:
 
 # --- configs ---------------------------------------------------------------------
 
-KL_DIRECTIONS = ("old_new", "new_old")
-"""TRPO's ``kl_direction`` values."""
-
 
 @dataclass(frozen=True)
 class PolicyConfig(_Checked):
@@ -379,7 +376,7 @@ class TRPOConfig(_Checked):
         _positive(self.ls_max_steps, "ls_max_steps")
         if not 0 < self.ls_backtrack_ratio < 1:
             raise _err("ls_backtrack_ratio", f"must be in (0, 1), got {self.ls_backtrack_ratio!r}")
-        from metarl.meta_optimizers.trpo import FVP_KINDS
+        from metarl.meta_optimizers.trpo import FVP_KINDS, KL_DIRECTIONS
 
         _one_of(self.fvp, FVP_KINDS, "fvp")
         if not 0 < self.cg_subsample <= 1:

@@ -3,8 +3,9 @@
 One step maximises the post-adaptation surrogate ``-L(theta)`` (see
 :func:`metarl.objectives.outer_surrogate`) under a trust region on the mean
 ``KL(pi_phi(theta_old) || pi_phi(theta))`` over the post-adaptation
-observations (``kl_direction: new_old`` reverses it, as pytorch-maml-rl does): a natural-gradient direction by conjugate gradient, then a
-backtracking line search. Everything is batched over tasks.
+observations (``kl_direction: new_old`` reverses it, as pytorch-maml-rl does):
+a natural-gradient direction by conjugate gradient, then a backtracking line
+search. Everything is batched over tasks.
 
 The curvature matrix ``F`` is the Hessian of that KL at ``theta_old``. Three
 products ``F v`` are offered (``fvp=``):
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CURVATURE_PRODUCTS",
     "FVP_KINDS",
+    "KL_DIRECTIONS",
     "TRPO",
     "adapted_fisher_fvp",
     "check_finite",
@@ -256,6 +258,8 @@ CURVATURE_PRODUCTS: dict[str, Callable[..., Callable[[Tensor], Tensor]]] = {
 ``(trace, mean, std, mask, params, damping) -> (v -> F v)`` (the module docstring says which is which)."""
 FVP_KINDS = tuple(CURVATURE_PRODUCTS)
 """Their names (the config validates against this)."""
+KL_DIRECTIONS = ("old_new", "new_old")
+"""The line search's KL, ``KL(old || new)`` or ``KL(new || old)`` (:class:`TRPO`'s ``kl_direction``)."""
 
 
 class TRPO:
