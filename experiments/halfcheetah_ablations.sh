@@ -2,8 +2,9 @@
 # One difference at a time on top of a shipped cheetah config (ProMP's outer step), same seed
 # and tasks as experiments/results/halfcheetah-<family>/seed0, 150 iterations each, then the
 # held-out evaluation at step 1 against the family's baselines (compare with that run's first
-# 150 iterations and, for Dir, its evaluation-150/). Resumable: a run directory that exists is
-# continued.
+# 150 iterations and, for Dir, its evaluation-150/). `anneal` instead continues the finished
+# shipped seed-0 run for 150 iterations with a third of its meta learning rate (compare with
+# that run's evaluation). Resumable: a run directory that exists is continued.
 #   experiments/halfcheetah_ablations.sh                          # every ablation, Dir
 #   experiments/halfcheetah_ablations.sh inner-lr-0.2             # one
 #   FAMILY=vel experiments/halfcheetah_ablations.sh inner-lr-0.2  # on HalfCheetahVel
@@ -27,9 +28,11 @@ declare -A keys=(
   # GAE lambda 0.95 in place of 1 (inner and outer): less noise in the 20-episode inner gradient,
   # where a target near the pre-step speed leaves it little signal
   [gae-0.95]="gae_lambda=0.95"
+  # the shipped run's plateau is the meta-step's noise: a third of ProMP's Adam step from there
+  [anneal]="init_from=experiments/results/halfcheetah-${family}/seed0 meta_optimizer.lr=3e-4"
 )
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(learn-lr inner-lr-0.2 wide no-inner-kl inner-kl-5e-3 inner-raw-advantages gae-0.95)
+[ ${#names[@]} -eq 0 ] && names=(learn-lr inner-lr-0.2 wide no-inner-kl inner-kl-5e-3 inner-raw-advantages gae-0.95 anneal)
 for name in "${names[@]}"; do
   if [ -z "${keys[$name]+set}" ]; then
     echo "unknown ablation '$name'; choose from: ${!keys[*]}" >&2
@@ -39,7 +42,9 @@ done
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 for name in "${names[@]}"; do
   run=$results/$name-seed0
-  train_run "experiments/configs/halfcheetah-${family}.yaml" "$run" 0 150 --set "${keys[$name]}"
+  sets=()
+  for key in ${keys[$name]}; do sets+=(--set "$key"); done
+  train_run "experiments/configs/halfcheetah-${family}.yaml" "$run" 0 150 "${sets[@]}"
   .venv/bin/metarl evaluate "$run" --tasks 40 --steps 1 --episodes 20 --seed 1 \
     --baselines "experiments/results/halfcheetah-${family}-baselines" \
     --out "$run/evaluation/results.json" --force

@@ -299,6 +299,9 @@ def markdown_table(results: dict[str, Any]) -> str:
     subgroups = results.get("subgroups", {})
     if len(subgroups) > 1:
         parts.update({f"{name} ({len(g['tasks'])})": g for name, g in subgroups.items()})
+    elif subgroups:  # one subgroup (AntGoal's "all") is every task: its rows, with its gap row
+        (only,) = subgroups.values()
+        parts = {f"all ({len(results['tasks'])})": {**results, **only}}
     for label, part in parts.items():
         methods = {"metarl (MAML)": part["metarl"], **part.get("baselines", {})}
         for name, curve in methods.items():

@@ -30,6 +30,7 @@ SHIPPED = {
     "ant-goal": ("metarl/AntGoal-v0", 40, 20, 100),
     "ant-goal-h200": ("metarl/AntGoal-v0", 40, 20, 200),
     "ant-goal-h200-lr0.2": ("metarl/AntGoal-v0", 40, 20, 200),
+    "ant-goal-h200-anneal": ("metarl/AntGoal-v0", 40, 20, 200),
 }
 
 MINIMAL = {"env": "metarl/HalfCheetahVel-v0"}
@@ -69,6 +70,19 @@ def test_the_ant_goal_step_size_variant_is_ant_goal_h200_with_twice_the_inner_st
     variant = load_config(CONFIG_DIR / "ant-goal-h200-lr0.2.yaml").to_dict()
     assert {k for k in base if base[k] != variant[k]} == {"adaptation", "iterations", "init_from"}
     assert variant["adaptation"] == {**base["adaptation"], "lr": 0.2}
+    assert variant["init_from"] == "experiments/results/ant-goal-h200/seed0"
+
+
+def test_the_ant_goal_annealing_variant_is_ant_goal_h200_with_a_third_of_the_meta_step():
+    """Its header says "the rest as ant-goal-h200.yaml": only these keys may differ."""
+    base = load_config(CONFIG_DIR / "ant-goal-h200.yaml").to_dict()
+    variant = load_config(CONFIG_DIR / "ant-goal-h200-anneal.yaml").to_dict()
+    assert {k for k in base if base[k] != variant[k]} == {
+        "meta_optimizer",
+        "iterations",
+        "init_from",
+    }
+    assert variant["meta_optimizer"] == {**base["meta_optimizer"], "lr": 3.0e-4}
     assert variant["init_from"] == "experiments/results/ant-goal-h200/seed0"
 
 
@@ -210,13 +224,17 @@ def test_shipped_config_loads_with_paper_values(name):
     assert config.adaptation.lrs == ([0.2] if name == "ant-goal-h200-lr0.2" else [0.1])
     assert (config.gamma, config.gae_lambda) == (0.99, 1.0)
     # A warm start (the ant-goal-h200 configs) counts its own iterations after its source run's.
-    warm_starts = {"ant-goal-h200": 200, "ant-goal-h200-lr0.2": 60}
+    warm_starts = {"ant-goal-h200": 200, "ant-goal-h200-lr0.2": 60, "ant-goal-h200-anneal": 80}
     assert config.iterations == (500 if config.init_from is None else warm_starts[name])
     if name != "navigation2d":
         # The locomotion configs meta-train with ProMP's outer step at ProMP's values (the
         # configs' comment gives the reason: experiments/results/halfcheetah-dir-trpo).
         assert config.objective == "lvc"
-        assert config.meta_optimizer == PPOConfig(lr=1e-3, epochs=5, clip=0.3, inner_kl_coeff=5e-4)
+        # ProMP's meta step, but where a config's header gives the reason for another.
+        meta_lr = 3e-4 if name == "ant-goal-h200-anneal" else 1e-3
+        assert config.meta_optimizer == PPOConfig(
+            lr=meta_lr, epochs=5, clip=0.3, inner_kl_coeff=5e-4
+        )
         return
     # The curvature product and its sample are metarl's choices, not the paper's hyperparameters.
     ours = dataclasses.replace(config.meta_optimizer, fvp="exact", cg_subsample=1.0)

@@ -291,6 +291,26 @@ def test_subgroups_are_recomputed_from_the_per_task_values():
     assert vel.task_subgroup({"velocity": 1.0}) == "velocity >= 1"
 
 
+def test_a_family_of_one_subgroup_shows_its_gap_row_under_all():
+    """AntGoal's tasks form one subgroup ("all"): its table has one block of rows, with the
+    gap closed, not a second copy of the same rows."""
+    results = {
+        "tasks": [{"goal": [1.0, 0.0]}, {"goal": [0.0, -2.0]}],
+        "metarl": {
+            k: confidence_interval(v) for k, v in (("0", [-50.0, -70.0]), ("1", [-20.0, -40.0]))
+        },
+        "baselines": {
+            "pretrained": {k: confidence_interval([-60.0, -80.0]) for k in ("0", "1")},
+            "oracle": {k: confidence_interval([-10.0, -10.0]) for k in ("0", "1")},
+        },
+    }
+    parts = by_subgroup(results, ["all", "all"])
+    table = markdown_table({**results, "subgroups": parts})
+    # (-30 - -70) / (-10 - -70) after one step; (-60 - -70) / 60 before it.
+    assert "| all (2) | gap closed | 17% | 67% |" in table
+    assert table.count("| all (2) | metarl (MAML) |") == 1
+
+
 def test_inner_lr_probe_is_the_run_trained_with_that_step_size(run_dir, tmp_path):
     """``--inner-lr`` evaluates as if the run's config had that step size, for every policy;
     step 0 is untouched, step 1 moves with it."""
