@@ -31,6 +31,7 @@ SHIPPED = {
     "ant-goal-h200": ("metarl/AntGoal-v0", 40, 20, 200),
     "ant-goal-h200-lr0.2": ("metarl/AntGoal-v0", 40, 20, 200),
     "ant-goal-h200-anneal": ("metarl/AntGoal-v0", 40, 20, 200),
+    "ant-goal-h200-gae0.95": ("metarl/AntGoal-v0", 40, 20, 200),
 }
 
 MINIMAL = {"env": "metarl/HalfCheetahVel-v0"}
@@ -83,6 +84,15 @@ def test_the_ant_goal_annealing_variant_is_ant_goal_h200_with_a_third_of_the_met
         "init_from",
     }
     assert variant["meta_optimizer"] == {**base["meta_optimizer"], "lr": 3.0e-4}
+    assert variant["init_from"] == "experiments/results/ant-goal-h200/seed0"
+
+
+def test_the_ant_goal_gae_variant_is_ant_goal_h200_with_gae_lambda_0_95():
+    """Its header says "the rest as ant-goal-h200.yaml": only these keys may differ."""
+    base = load_config(CONFIG_DIR / "ant-goal-h200.yaml").to_dict()
+    variant = load_config(CONFIG_DIR / "ant-goal-h200-gae0.95.yaml").to_dict()
+    assert {k for k in base if base[k] != variant[k]} == {"gae_lambda", "iterations", "init_from"}
+    assert variant["gae_lambda"] == 0.95
     assert variant["init_from"] == "experiments/results/ant-goal-h200/seed0"
 
 
@@ -222,9 +232,16 @@ def test_shipped_config_loads_with_paper_values(name):
     assert config.policy.activation == ("relu" if name == "navigation2d" else "tanh")
     # The paper's inner step, but where a config's header gives the reason for another.
     assert config.adaptation.lrs == ([0.2] if name == "ant-goal-h200-lr0.2" else [0.1])
-    assert (config.gamma, config.gae_lambda) == (0.99, 1.0)
+    # The paper's GAE lambda, but where a config's header gives the reason for another.
+    gae_lambda = 0.95 if name == "ant-goal-h200-gae0.95" else 1.0
+    assert (config.gamma, config.gae_lambda) == (0.99, gae_lambda)
     # A warm start (the ant-goal-h200 configs) counts its own iterations after its source run's.
-    warm_starts = {"ant-goal-h200": 200, "ant-goal-h200-lr0.2": 60, "ant-goal-h200-anneal": 80}
+    warm_starts = {
+        "ant-goal-h200": 200,
+        "ant-goal-h200-lr0.2": 60,
+        "ant-goal-h200-anneal": 80,
+        "ant-goal-h200-gae0.95": 60,
+    }
     assert config.iterations == (500 if config.init_from is None else warm_starts[name])
     if name != "navigation2d":
         # The locomotion configs meta-train with ProMP's outer step at ProMP's values (the
