@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # One difference at a time on top of a shipped cheetah config (ProMP's outer step), same seed
-# and tasks as experiments/results/halfcheetah-<family>/seed0, 150 iterations each, then the
-# held-out evaluation at step 1 against the family's baselines (compare with that run's first
-# 150 iterations and, for Dir, its evaluation-150/). `anneal` instead continues the finished
-# shipped seed-0 run for 150 iterations with a third of its meta learning rate (compare with
-# that run's evaluation). Resumable: a run directory that exists is continued.
+# and tasks as experiments/results/halfcheetah-<family>/seed<SEED> (SEED=0 unless set),
+# ITERATIONS (150 unless set) each, then the held-out evaluation at step 1 against the
+# family's baselines (compare with that run's first 150 iterations and, for Dir, its
+# evaluation-150/). `anneal` instead continues the finished
+# shipped run of that seed for ITERATIONS with a third of its meta learning rate (compare
+# with that run's evaluation). Resumable: a run directory that exists is continued.
 #   experiments/halfcheetah_ablations.sh                          # every ablation, Dir
 #   experiments/halfcheetah_ablations.sh inner-lr-0.2             # one
 #   FAMILY=vel experiments/halfcheetah_ablations.sh inner-lr-0.2  # on HalfCheetahVel
+#   FAMILY=vel SEED=1 ITERATIONS=104 experiments/halfcheetah_ablations.sh anneal
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source experiments/run_steps.sh
@@ -16,6 +18,8 @@ case $family in
   dir | vel) ;;
   *) echo "FAMILY must be dir or vel, got $family" >&2; exit 2 ;;
 esac
+seed=${SEED:-0}
+iterations=${ITERATIONS:-150}
 results=experiments/results/halfcheetah-${family}-ablations
 declare -A keys=(
   [learn-lr]="adaptation.learn_lr=true"  # MAML++'s learned per-tensor inner rates
@@ -29,7 +33,7 @@ declare -A keys=(
   # where a target near the pre-step speed leaves it little signal
   [gae-0.95]="gae_lambda=0.95"
   # the shipped run's plateau is the meta-step's noise: a third of ProMP's Adam step from there
-  [anneal]="init_from=experiments/results/halfcheetah-${family}/seed0 meta_optimizer.lr=3e-4"
+  [anneal]="init_from=experiments/results/halfcheetah-${family}/seed${seed} meta_optimizer.lr=3e-4"
 )
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=(learn-lr inner-lr-0.2 wide no-inner-kl inner-kl-5e-3 inner-raw-advantages gae-0.95 anneal)
@@ -41,10 +45,10 @@ for name in "${names[@]}"; do
 done
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 for name in "${names[@]}"; do
-  run=$results/$name-seed0
+  run=$results/$name-seed$seed
   sets=()
   for key in ${keys[$name]}; do sets+=(--set "$key"); done
-  train_run "experiments/configs/halfcheetah-${family}.yaml" "$run" 0 150 "${sets[@]}"
+  train_run "experiments/configs/halfcheetah-${family}.yaml" "$run" "$seed" "$iterations" "${sets[@]}"
   .venv/bin/metarl evaluate "$run" --tasks 40 --steps 1 --episodes 20 --seed 1 \
     --baselines "experiments/results/halfcheetah-${family}-baselines" \
     --out "$run/evaluation/results.json" --force
