@@ -8,8 +8,10 @@
 # steps per task, a quarter of the paper's 40 of 200, and AntGoal the paper's 20 of 100 steps.
 #   ID=vel SEED=0 ITERATIONS=500 experiments/ant.sh       # ID: vel, dir or goal
 # ID=goal-h200 runs experiments/configs/ant-goal-h200.yaml (AntGoal at horizon 200, warm-started
-# from the goal run; ITERATIONS=200 there) and ID=goal-h200-lr0.2 its continuation with twice
-# the inner step (ITERATIONS=60); both are evaluated against ant-goal-baselines.
+# from the goal run; ITERATIONS=200 there), and its continuations ID=goal-h200-gae0.95 (GAE
+# lambda 0.95: the AntGoal result, ITERATIONS=42), ID=goal-h200-lr0.2 (twice the inner step,
+# ITERATIONS=60) and ID=goal-h200-anneal (a third of the meta step, ITERATIONS=54); all are
+# evaluated against ant-goal-baselines.
 # ITERATIONS at or below the iterations the run has re-evaluates it as it is (nothing trained).
 # The shipped configs meta-train with ProMP's outer step; OUTER=trpo runs the paper's MAML-TRPO
 # instead into experiments/results/ant-<id>-trpo/ (the first AntVel run of this config).

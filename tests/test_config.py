@@ -240,7 +240,7 @@ def test_shipped_config_loads_with_paper_values(name):
         "ant-goal-h200": 200,
         "ant-goal-h200-lr0.2": 60,
         "ant-goal-h200-anneal": 54,
-        "ant-goal-h200-gae0.95": 60,
+        "ant-goal-h200-gae0.95": 42,
     }
     assert config.iterations == (500 if config.init_from is None else warm_starts[name])
     if name != "navigation2d":
