@@ -3,9 +3,9 @@
 # and tasks as experiments/results/halfcheetah-<family>/seed<SEED> (SEED=0 unless set),
 # ITERATIONS (150 unless set) each, then the held-out evaluation at step 1 against the
 # family's baselines (compare with that run's first 150 iterations and, for Dir, its
-# evaluation-150/). `anneal` instead continues the finished
-# shipped run of that seed for ITERATIONS with a third of its meta learning rate (compare
-# with that run's evaluation). Resumable: a run directory that exists is continued.
+# evaluation-150/). `anneal` and `continue-gae-0.95` instead continue the finished shipped
+# run of that seed for ITERATIONS with a third of its meta learning rate, or with GAE lambda
+# 0.95 (compare with that run's evaluation). Resumable: a run directory that exists is continued.
 #   experiments/halfcheetah_ablations.sh                          # every ablation, Dir
 #   experiments/halfcheetah_ablations.sh inner-lr-0.2             # one
 #   FAMILY=vel experiments/halfcheetah_ablations.sh inner-lr-0.2  # on HalfCheetahVel
@@ -34,9 +34,11 @@ declare -A keys=(
   [gae-0.95]="gae_lambda=0.95"
   # the shipped run's plateau is the meta-step's noise: a third of ProMP's Adam step from there
   [anneal]="init_from=experiments/results/halfcheetah-${family}/seed${seed} meta_optimizer.lr=3e-4"
+  # GAE lambda 0.95 from the finished shipped run (what made AntGoal's step separate)
+  [continue-gae-0.95]="init_from=experiments/results/halfcheetah-${family}/seed${seed} gae_lambda=0.95"
 )
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(learn-lr inner-lr-0.2 wide no-inner-kl inner-kl-5e-3 inner-raw-advantages gae-0.95 anneal)
+[ ${#names[@]} -eq 0 ] && names=(learn-lr inner-lr-0.2 wide no-inner-kl inner-kl-5e-3 inner-raw-advantages gae-0.95 anneal continue-gae-0.95)
 for name in "${names[@]}"; do
   if [ -z "${keys[$name]+set}" ]; then
     echo "unknown ablation '$name'; choose from: ${!keys[*]}" >&2

@@ -56,44 +56,28 @@ def test_every_config_is_shipped():
     assert {p.stem for p in CONFIG_DIR.glob("*.yaml")} == set(SHIPPED)
 
 
-def test_the_ant_goal_variant_is_ant_goal_at_horizon_200_warm_started_from_its_run():
-    """Its header says "the rest as ant-goal.yaml": only these keys may differ."""
-    base = load_config(CONFIG_DIR / "ant-goal.yaml").to_dict()
-    variant = load_config(CONFIG_DIR / "ant-goal-h200.yaml").to_dict()
-    assert {k for k in base if base[k] != variant[k]} == {"horizon", "iterations", "init_from"}
-    assert variant["horizon"] == 200
-    assert variant["init_from"] == "experiments/results/ant-goal/seed0"
+# Each AntGoal continuation config: (the config it says it is "the rest as", the keys it
+# changes, the run it warm-starts from). A nested mapping changes only the keys it names.
+H200_RUN = "experiments/results/ant-goal-h200/seed0"
+ANT_GOAL_VARIANTS = {
+    "ant-goal-h200": ("ant-goal", {"horizon": 200}, "experiments/results/ant-goal/seed0"),
+    "ant-goal-h200-lr0.2": ("ant-goal-h200", {"adaptation": {"lr": 0.2}}, H200_RUN),
+    "ant-goal-h200-anneal": ("ant-goal-h200", {"meta_optimizer": {"lr": 3.0e-4}}, H200_RUN),
+    "ant-goal-h200-gae0.95": ("ant-goal-h200", {"gae_lambda": 0.95}, H200_RUN),
+}
 
 
-def test_the_ant_goal_step_size_variant_is_ant_goal_h200_with_twice_the_inner_step():
-    """Its header says "the rest as ant-goal-h200.yaml": only these keys may differ."""
-    base = load_config(CONFIG_DIR / "ant-goal-h200.yaml").to_dict()
-    variant = load_config(CONFIG_DIR / "ant-goal-h200-lr0.2.yaml").to_dict()
-    assert {k for k in base if base[k] != variant[k]} == {"adaptation", "iterations", "init_from"}
-    assert variant["adaptation"] == {**base["adaptation"], "lr": 0.2}
-    assert variant["init_from"] == "experiments/results/ant-goal-h200/seed0"
-
-
-def test_the_ant_goal_annealing_variant_is_ant_goal_h200_with_a_third_of_the_meta_step():
-    """Its header says "the rest as ant-goal-h200.yaml": only these keys may differ."""
-    base = load_config(CONFIG_DIR / "ant-goal-h200.yaml").to_dict()
-    variant = load_config(CONFIG_DIR / "ant-goal-h200-anneal.yaml").to_dict()
-    assert {k for k in base if base[k] != variant[k]} == {
-        "meta_optimizer",
-        "iterations",
-        "init_from",
-    }
-    assert variant["meta_optimizer"] == {**base["meta_optimizer"], "lr": 3.0e-4}
-    assert variant["init_from"] == "experiments/results/ant-goal-h200/seed0"
-
-
-def test_the_ant_goal_gae_variant_is_ant_goal_h200_with_gae_lambda_0_95():
-    """Its header says "the rest as ant-goal-h200.yaml": only these keys may differ."""
-    base = load_config(CONFIG_DIR / "ant-goal-h200.yaml").to_dict()
-    variant = load_config(CONFIG_DIR / "ant-goal-h200-gae0.95.yaml").to_dict()
-    assert {k for k in base if base[k] != variant[k]} == {"gae_lambda", "iterations", "init_from"}
-    assert variant["gae_lambda"] == 0.95
-    assert variant["init_from"] == "experiments/results/ant-goal-h200/seed0"
+@pytest.mark.parametrize("name", sorted(ANT_GOAL_VARIANTS))
+def test_an_ant_goal_continuation_differs_from_its_base_only_where_its_header_says(name):
+    """Its header says "the rest as <base>.yaml": only these keys (and the iterations and the
+    warm start) may differ."""
+    base_name, changes, source = ANT_GOAL_VARIANTS[name]
+    base = load_config(CONFIG_DIR / f"{base_name}.yaml").to_dict()
+    variant = load_config(CONFIG_DIR / f"{name}.yaml").to_dict()
+    assert {k for k in base if base[k] != variant[k]} == {*changes, "iterations", "init_from"}
+    for key, value in changes.items():
+        assert variant[key] == ({**base[key], **value} if isinstance(value, dict) else value)
+    assert variant["init_from"] == source
 
 
 # Each method config of the MAML-family comparison (experiments/compare_variants.py) is its
