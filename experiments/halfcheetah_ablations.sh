@@ -5,7 +5,8 @@
 # family's baselines (compare with that run's first 150 iterations and, for Dir, its
 # evaluation-150/). `anneal` and `continue-gae-0.95` instead continue the finished shipped
 # run of that seed for ITERATIONS with a third of its meta learning rate, or with GAE lambda
-# 0.95 (compare with that run's evaluation). Resumable: a run directory that exists is continued.
+# 0.95 (compare with that run's evaluation). Resumable: a run directory that exists is
+# continued.
 #   experiments/halfcheetah_ablations.sh                          # every ablation, Dir
 #   experiments/halfcheetah_ablations.sh inner-lr-0.2             # one
 #   FAMILY=vel experiments/halfcheetah_ablations.sh inner-lr-0.2  # on HalfCheetahVel
@@ -21,6 +22,7 @@ esac
 seed=${SEED:-0}
 iterations=${ITERATIONS:-150}
 results=experiments/results/halfcheetah-${family}-ablations
+shipped=experiments/results/halfcheetah-${family}/seed${seed}  # what the continuations start from
 declare -A keys=(
   [learn-lr]="adaptation.learn_lr=true"  # MAML++'s learned per-tensor inner rates
   [inner-lr-0.2]="adaptation.lr=0.2"     # twice the paper's inner step
@@ -33,9 +35,9 @@ declare -A keys=(
   # where a target near the pre-step speed leaves it little signal
   [gae-0.95]="gae_lambda=0.95"
   # the shipped run's plateau is the meta-step's noise: a third of ProMP's Adam step from there
-  [anneal]="init_from=experiments/results/halfcheetah-${family}/seed${seed} meta_optimizer.lr=3e-4"
+  [anneal]="init_from=$shipped meta_optimizer.lr=3e-4"
   # GAE lambda 0.95 from the finished shipped run (what made AntGoal's step separate)
-  [continue-gae-0.95]="init_from=experiments/results/halfcheetah-${family}/seed${seed} gae_lambda=0.95"
+  [continue-gae-0.95]="init_from=$shipped gae_lambda=0.95"
 )
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=(learn-lr inner-lr-0.2 wide no-inner-kl inner-kl-5e-3 inner-raw-advantages gae-0.95 anneal continue-gae-0.95)
