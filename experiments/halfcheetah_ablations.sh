@@ -27,6 +27,9 @@ declare -A keys=(
   [learn-lr]="adaptation.learn_lr=true"  # MAML++'s learned per-tensor inner rates
   [inner-lr-0.2]="adaptation.lr=0.2"     # twice the paper's inner step
   [wide]="policy.hidden_sizes=[256,256]"  # the SAC oracle's width; its meta-step takes ~6x the shipped one
+  # the observation standardised inside the policy (running mean and std, VecNormalize's): raw,
+  # joint velocities (std up to ~11) hold half the shipped policy's first-layer tanh units past 2
+  [obs-norm]="policy.obs_normalization=true"
   [no-inner-kl]="meta_optimizer.inner_kl_coeff=0"  # nothing holds the adapted policy near the pre-step one
   [inner-kl-5e-3]="meta_optimizer.inner_kl_coeff=5e-3"  # 10x ProMP's (removing it hurt both directions)
   # the inner step's advantages in reward units: its size follows how far off the task is
@@ -40,7 +43,7 @@ declare -A keys=(
   [continue-gae-0.95]="init_from=$shipped gae_lambda=0.95"
 )
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(learn-lr inner-lr-0.2 wide no-inner-kl inner-kl-5e-3 inner-raw-advantages gae-0.95 anneal continue-gae-0.95)
+[ ${#names[@]} -eq 0 ] && names=(learn-lr inner-lr-0.2 wide obs-norm no-inner-kl inner-kl-5e-3 inner-raw-advantages gae-0.95 anneal continue-gae-0.95)
 for name in "${names[@]}"; do
   if [ -z "${keys[$name]+set}" ]; then
     echo "unknown ablation '$name'; choose from: ${!keys[*]}" >&2

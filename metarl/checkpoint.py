@@ -51,6 +51,7 @@ def make_policy(config: Config, obs_dim: int, act_dim: int) -> GaussianMLPPolicy
         init_std=config.policy.init_std,
         init=config.policy.init,
         action_scale=config.policy.action_scale,
+        obs_normalization=config.policy.obs_normalization,
     )
 
 

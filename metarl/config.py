@@ -282,6 +282,10 @@ class PolicyConfig(_Checked):
     """Linear-layer initialisation: one of metarl.policies.INITS (xavier_uniform, torch)."""
     action_scale: float = 1.0
     """Env action = network action times this (pytorch-maml-rl: 0.1); see GaussianMLPPolicy."""
+    obs_normalization: bool = False
+    """Standardise the observation by a running mean and std of every observation meta-training
+    has sampled, inside the policy (SB3's VecNormalize); see GaussianMLPPolicy. The paper and
+    the peers feed raw observations."""
 
     def _check(self) -> None:
         for i, width in enumerate(self.hidden_sizes):
@@ -528,8 +532,9 @@ class Config(_Checked):
     init_from: str | None = None
     """A warm start: the run directory (as ``metarl train`` sees it from where it runs) whose
     latest checkpoint's policy parameters, its learned std included, start this run. Its policy
-    must have this config's env dimensions, ``hidden_sizes``, ``activation`` and
-    ``action_scale``; the meta-optimizer, iterations and env steps start afresh. null: the
+    must have this config's env dimensions, ``hidden_sizes``, ``activation``, ``action_scale``
+    and ``obs_normalization`` (its observation statistics come with it); the meta-optimizer,
+    iterations and env steps start afresh. null: the
     policy starts from ``policy.init``."""
 
     @property

@@ -17,6 +17,8 @@ from torch.distributions import Independent, Normal
 __all__ = [
     "ACTIVATIONS",
     "INITS",
+    "OBS_CLIP",
+    "OBS_EPS",
     "GaussianMLPPolicy",
     "Params",
     "distribution",
@@ -26,6 +28,11 @@ __all__ = [
 ]
 
 Params = dict[str, Tensor]
+
+OBS_CLIP = 10.0
+"""Standardised observations are clipped to +-this (VecNormalize's ``clip_obs``)."""
+OBS_EPS = 1e-8
+"""Added to the running variance before its square root (VecNormalize's ``epsilon``)."""
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
 
@@ -71,6 +78,13 @@ class GaussianMLPPolicy(nn.Module):
             caller sees; the scale changes only how a gradient step in the
             parameters moves it (the output layer's step shrinks by
             ``action_scale^2`` relative to the hidden layers').
+        obs_normalization: standardise each observation value before the
+            network, by a running mean and std over the observations given to
+            :meth:`update_obs_stats` (meta-training gives every iteration's
+            episodes), clipped to ``+-OBS_CLIP``: SB3's ``VecNormalize``
+            inside the policy. The statistics are buffers, not parameters: the
+            inner step never changes them and checkpoints keep them. Until the
+            first update they are mean 0 and std 1 (the clip applies).
 
     ``log_std`` holds ``log(std / action_scale)``.
     """
@@ -84,6 +98,7 @@ class GaussianMLPPolicy(nn.Module):
         init_std: float = 1.0,
         init: str = "torch",
         action_scale: float = 1.0,
+        obs_normalization: bool = False,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -107,6 +122,39 @@ class GaussianMLPPolicy(nn.Module):
                 INITS[init](layer)
         self.mean = nn.Sequential(*layers)
         self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std / action_scale)))
+        self.obs_normalization = bool(obs_normalization)
+        if self.obs_normalization:
+            # float64 statistics, as VecNormalize's RunningMeanStd: they sum millions of steps.
+            self.register_buffer("obs_mean", torch.zeros(obs_dim, dtype=torch.float64))
+            self.register_buffer("obs_var", torch.ones(obs_dim, dtype=torch.float64))
+            self.register_buffer("obs_count", torch.tensor(0.0, dtype=torch.float64))
+
+    def normalized(self, obs: Tensor) -> Tensor:
+        """``obs`` as the network sees it: standardised and clipped where
+        ``obs_normalization`` is on, else unchanged."""
+        if not self.obs_normalization:
+            return obs
+        mean = self.obs_mean.to(obs.dtype)
+        std = torch.sqrt(self.obs_var + OBS_EPS).to(obs.dtype)
+        return ((obs - mean) / std).clamp(-OBS_CLIP, OBS_CLIP)
+
+    @torch.no_grad()
+    def update_obs_stats(self, observations: Tensor, mask: Tensor) -> None:
+        """Merge the observations where ``mask`` is one (``[..., obs_dim]`` and ``[...]``) into
+        the running mean and variance (Chan et al.'s parallel update, as VecNormalize's)."""
+        if not self.obs_normalization:
+            raise ValueError("update_obs_stats needs a policy made with obs_normalization=True")
+        x = observations.reshape(-1, self.obs_dim)[mask.reshape(-1) > 0].to(torch.float64)
+        n = x.shape[0]
+        if n == 0:
+            return
+        mean, var = x.mean(dim=0), x.var(dim=0, unbiased=False)
+        total = self.obs_count + n
+        delta = mean - self.obs_mean
+        m2 = self.obs_var * self.obs_count + var * n + delta**2 * self.obs_count * n / total
+        self.obs_mean += delta * n / total
+        self.obs_var.copy_(m2 / total)
+        self.obs_count.copy_(total)
 
     def forward(self, obs: Tensor, *, stats: bool = False) -> Independent | tuple[Tensor, Tensor]:
         """The action distribution at ``obs``; ``stats=True`` gives ``(mean, std)`` instead.
@@ -114,7 +162,7 @@ class GaussianMLPPolicy(nn.Module):
         The tuple form exists for ``torch.func.vmap``, which cannot return a
         distribution object.
         """
-        mean, std = self._scaled(self.mean(obs), self.log_std)
+        mean, std = self._scaled(self.mean(self.normalized(obs)), self.log_std)
         if stats:
             return mean, std
         return Independent(Normal(mean, std), 1)
@@ -137,7 +185,7 @@ def task_stats(policy: nn.Module, params: Params, obs: Tensor) -> tuple[Tensor, 
     """
     if not isinstance(policy, GaussianMLPPolicy):
         return torch.func.functional_call(policy, params, (obs,), {"stats": True})
-    x = obs
+    x = policy.normalized(obs)
     for n, layer in enumerate(policy.mean):
         if isinstance(layer, nn.Linear):
             x = nn.functional.linear(x, params[f"mean.{n}.weight"], params[f"mean.{n}.bias"])

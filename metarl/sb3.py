@@ -42,7 +42,7 @@ from torch import nn
 from envs.wrappers import BatchedTaskVecEnv, TaskObservationWrapper, TaskResampleWrapper
 from metarl.errors import InputError
 from metarl.plotting import read_curve
-from metarl.policies import ACTIVATIONS, GaussianMLPPolicy, Params
+from metarl.policies import ACTIVATIONS, OBS_EPS, GaussianMLPPolicy, Params
 
 __all__ = [
     "ALGORITHMS",
@@ -92,7 +92,9 @@ def to_sb3(
     ``params`` (for example an adapted dict from ``metarl.adaptation.adapt``;
     detached) or, when ``params`` is None, from the policy itself.
     ``ortho_init=False`` is set so the model built for the copy is never
-    re-initialised, and nothing in it normalises observations.
+    re-initialised, and nothing in it normalises observations: a policy's
+    ``obs_normalization`` is folded into the first layer (the same function for every
+    observation within ``OBS_CLIP`` standard deviations of the mean, where the policy clips).
 
     Args:
         policy: the metarl policy; only its architecture is read when ``params`` is given.
@@ -156,8 +158,15 @@ def to_sb3(
         for ours, theirs in zip(linears, sb3_linears, strict=True):
             prefix = names[id(ours)]
             factor = scale if ours is linears[-1] else 1.0
-            theirs.weight.copy_(factor * params[f"{prefix}.weight"].detach())
-            theirs.bias.copy_(factor * params[f"{prefix}.bias"].detach())
+            weight = factor * params[f"{prefix}.weight"].detach()
+            bias = factor * params[f"{prefix}.bias"].detach()
+            if ours is linears[0] and policy.obs_normalization:
+                # W (x - m) / s + b = (W / s) x + (b - W m / s)
+                std = torch.sqrt(policy.obs_var + OBS_EPS).to(weight.dtype)
+                weight = weight / std
+                bias = bias - weight @ policy.obs_mean.to(weight.dtype)
+            theirs.weight.copy_(weight)
+            theirs.bias.copy_(bias)
         model.policy.log_std.copy_(params["log_std"].detach() + math.log(scale))
     return model
 

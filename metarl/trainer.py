@@ -294,6 +294,13 @@ class Trainer:
             )
         meta_optimization_s = time.perf_counter() - t0
 
+        # 6. The observation statistics take in this iteration's episodes, for the next one
+        # (frozen within an iteration: the meta-step saw the function the episodes were sampled
+        # with).
+        if self.policy.obs_normalization:
+            for episodes in (*pres, post):
+                self.policy.update_obs_stats(episodes.observations, episodes.mask)
+
         self.env_steps += sum(e.num_steps for e in pres) + post.num_steps
         self.elapsed_s += time.perf_counter() - start
         return {
@@ -390,6 +397,11 @@ class Trainer:
                 ("policy.hidden_sizes", c.policy.hidden_sizes, their_config.policy.hidden_sizes),
                 ("policy.activation", c.policy.activation, their_config.policy.activation),
                 ("policy.action_scale", c.policy.action_scale, their_config.policy.action_scale),
+                (
+                    "policy.obs_normalization",
+                    c.policy.obs_normalization,
+                    their_config.policy.obs_normalization,
+                ),
             )
             if a != b
         ]

@@ -173,3 +173,65 @@ def test_task_stats_is_the_policys_forward_under_given_parameters(action_scale):
     mean, std = task_stats(policy, other, obs)
     want_mean, want_std = torch.func.functional_call(policy, other, (obs,), {"stats": True})
     assert torch.equal(mean, want_mean) and torch.equal(std, want_std)
+
+
+def _normalizing_policy() -> GaussianMLPPolicy:
+    torch.manual_seed(0)
+    return GaussianMLPPolicy(
+        4,
+        2,
+        hidden_sizes=(8,),
+        activation="tanh",
+        init_std=0.1,
+        action_scale=0.1,
+        obs_normalization=True,
+    )
+
+
+def test_obs_statistics_are_those_of_every_unmasked_observation_seen():
+    """Two updates (a masked-out step among them) give the mean and (population) variance of
+    the observations where the mask is one, as one pass over them would."""
+    policy = _normalizing_policy()
+    gen = torch.Generator().manual_seed(3)
+    scale = torch.tensor([1.0, 10.0, 0.1, 3.0])
+    first, second = (torch.randn(5, 3, 4, generator=gen) * scale + 2 for _ in range(2))
+    mask = torch.ones(5, 3)
+    mask[4, 1] = 0.0
+    first[4, 1] = 1e6  # a masked step must not count
+    policy.update_obs_stats(first, mask)
+    policy.update_obs_stats(second, torch.ones(5, 3))
+    seen = torch.cat([first.reshape(-1, 4)[mask.reshape(-1) > 0], second.reshape(-1, 4)]).double()
+    torch.testing.assert_close(policy.obs_mean, seen.mean(0))
+    torch.testing.assert_close(policy.obs_var, seen.var(0, unbiased=False))
+    assert policy.obs_count.item() == 29
+
+
+def test_the_network_sees_standardised_clipped_observations():
+    """forward and task_stats: the plain network on (obs - mean) / std clipped to +-OBS_CLIP;
+    the identity (within the clip) before any update; buffers in the state dict, not parameters."""
+    from metarl.policies import OBS_CLIP, task_stats
+
+    policy = _normalizing_policy()
+    plain = GaussianMLPPolicy(4, 2, hidden_sizes=(8,), activation="tanh", action_scale=0.1)
+    plain.load_state_dict(
+        {k: v for k, v in policy.state_dict().items() if not k.startswith("obs_")}
+    )
+    obs = torch.randn(6, 4) * 2  # within the clip
+    torch.testing.assert_close(policy(obs, stats=True), plain(obs, stats=True))  # identity
+    policy.update_obs_stats(
+        torch.randn(50, 4) * torch.tensor([1.0, 10.0, 0.1, 3.0]) + 1, torch.ones(50)
+    )
+    obs[0, 2] = 1e3  # far past the clip
+    std = policy.obs_var.sqrt().float()
+    seen = ((obs - policy.obs_mean.float()) / std).clamp(-OBS_CLIP, OBS_CLIP)
+    assert seen[0, 2] == OBS_CLIP
+    want = plain(seen, stats=True)
+    torch.testing.assert_close(policy(obs, stats=True), want)
+    torch.testing.assert_close(task_stats(policy, params_of(policy), obs), want)
+    assert {"obs_mean", "obs_var", "obs_count"} <= set(policy.state_dict())
+    assert not any(name.startswith("obs_") for name in params_of(policy))
+
+
+def test_obs_statistics_need_a_normalizing_policy():
+    with pytest.raises(ValueError, match="obs_normalization=True"):
+        GaussianMLPPolicy(4, 2).update_obs_stats(torch.zeros(3, 4), torch.ones(3))

@@ -311,6 +311,21 @@ def test_action_scale_is_folded_into_sb3_and_back(nav):
         torch.testing.assert_close(q, p, atol=1e-6, rtol=1e-5, msg=name)
 
 
+def test_obs_normalization_is_folded_into_sb3s_first_layer(nav):
+    """SB3's MlpPolicy has no observation statistics: to_sb3 folds the policy's into the first
+    layer, the same distribution for observations within the clip."""
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(2, 2, hidden_sizes=(8,), activation="tanh", obs_normalization=True)
+    seen = torch.randn(100, 2) * torch.tensor([0.2, 3.0]) + torch.tensor([0.5, -1.0])
+    policy.update_obs_stats(seen, torch.ones(100))
+    model = to_sb3(policy, nav)
+    obs, actions = _obs_actions(2, 2)
+    obs = obs * torch.tensor([0.2, 3.0]) + torch.tensor([0.5, -1.0])
+    with torch.no_grad():
+        ours = policy(obs).log_prob(actions)
+    torch.testing.assert_close(_sb3_log_prob(model, obs, actions), ours, atol=1e-5, rtol=1e-5)
+
+
 def test_batched_task_vec_env_resamples_tasks_and_appends_them():
     vec = BatchedTaskVecEnv("metarl/Navigation2D-v0", 3, seed=0, observe_task=True, horizon=5)
     obs = vec.reset()

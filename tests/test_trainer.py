@@ -128,6 +128,31 @@ def test_resuming_a_run_that_has_its_iterations_changes_nothing(tmp_path, capsys
     more.close()
 
 
+def test_obs_statistics_take_in_every_iterations_episodes_and_resume_exactly(tmp_path):
+    """policy.obs_normalization: the statistics count every step sampled (pre- and post-step,
+    every iteration); they are what the next iteration samples with, and the checkpoint keeps
+    them, so a resumed run is the uninterrupted one."""
+    policy = dataclasses.replace(tiny().policy, obs_normalization=True)
+    config = tiny(iterations=3, policy=policy, meta_optimizer=PPOConfig(epochs=2))
+    Trainer(config, tmp_path / "full", progress=False).train()
+    state = load_checkpoint(tmp_path / "full")
+    assert state["policy"]["obs_count"].item() == state["env_steps"] == 3 * 2 * 4 * 5 * 20
+    assert not torch.allclose(state["policy"]["obs_var"], torch.ones(2, dtype=torch.float64))
+    Trainer(dataclasses.replace(config, iterations=1), tmp_path / "split", progress=False).train()
+    Trainer(config, tmp_path / "split", resume=True, progress=False).train()
+    full, split = read_rows(tmp_path / "full"), read_rows(tmp_path / "split")
+    assert [r["return_post"] for r in full] == [r["return_post"] for r in split]
+    for name, value in state["policy"].items():
+        assert torch.equal(load_checkpoint(tmp_path / "split")["policy"][name], value), name
+    # The statistics change what the policy does: without them the run differs from iteration 1.
+    Trainer(
+        dataclasses.replace(config, policy=tiny().policy), tmp_path / "raw", progress=False
+    ).train()
+    raw = read_rows(tmp_path / "raw")
+    assert raw[0]["return_pre"] == full[0]["return_pre"]
+    assert raw[1]["return_pre"] != full[1]["return_pre"]
+
+
 def test_resume_drops_rows_logged_after_the_checkpoint(tmp_path):
     config = tiny(iterations=3, checkpoint_every=2)
     Trainer(config, tmp_path / "run", progress=False).train()
@@ -314,6 +339,7 @@ def test_init_from_starts_from_another_runs_policy_and_resumes_as_any_run(tmp_pa
         ({"policy": {"hidden_sizes": [8]}}, "policy.hidden_sizes"),
         ({"policy": {"activation": "tanh"}}, "policy.activation"),
         ({"policy": {"action_scale": 0.5}}, "policy.action_scale"),
+        ({"policy": {"obs_normalization": True}}, "policy.obs_normalization"),
     ],
 )
 def test_init_from_a_run_that_does_not_fit_is_refused_before_anything_is_written(
