@@ -41,9 +41,13 @@ declare -A keys=(
   [anneal]="init_from=$shipped meta_optimizer.lr=3e-4"
   # GAE lambda 0.95 from the finished shipped run (what made AntGoal's step separate)
   [continue-gae-0.95]="init_from=$shipped gae_lambda=0.95"
+  # from the finished shipped run, each task's inner step sized by its mean reward per step
+  # (HalfCheetahVel's: no step at -0.1, about the control cost of meeting the target; one step
+  # of lr per 0.4 short of it, at most 1.5), so a target the policy nearly meets is not overshot
+  [reward-step]="init_from=$shipped adaptation.reward_scaled_step.zero_reward=-0.1 adaptation.reward_scaled_step.unit=0.4"
 )
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(learn-lr inner-lr-0.2 wide obs-norm no-inner-kl inner-kl-5e-3 inner-raw-advantages gae-0.95 anneal continue-gae-0.95)
+[ ${#names[@]} -eq 0 ] && names=(learn-lr inner-lr-0.2 wide obs-norm no-inner-kl inner-kl-5e-3 inner-raw-advantages gae-0.95 anneal continue-gae-0.95 reward-step)
 for name in "${names[@]}"; do
   if [ -z "${keys[$name]+set}" ]; then
     echo "unknown ablation '$name'; choose from: ${!keys[*]}" >&2

@@ -37,10 +37,11 @@ from metarl.objectives import (
 from metarl.policies import Params, stacked_tasks
 
 if TYPE_CHECKING:
-    from metarl.config import Config
+    from metarl.config import Config, RewardScaledStepConfig
 
 __all__ = [
     "AdaptationSettings",
+    "RewardScale",
     "StepSize",
     "ValueBaseline",
     "adapt",
@@ -73,6 +74,29 @@ class ValueBaseline(Protocol):
 
 
 @dataclass(frozen=True)
+class RewardScale:
+    """Each task's inner step times ``clip((zero_reward - r) / unit, 0, max_scale)``, ``r`` the
+    task's mean reward per step over the episodes it adapts on (``adaptation.reward_scaled_step``:
+    a task nearly solved takes a small step, one far off a large one)."""
+
+    zero_reward: float
+    unit: float
+    max_scale: float
+
+    @classmethod
+    def from_config(cls, config: RewardScaledStepConfig) -> RewardScale | None:
+        if config.zero_reward is None:
+            return None
+        return cls(config.zero_reward, config.unit, config.max_scale)
+
+    def multipliers(self, episodes: Episodes) -> Tensor:
+        """``[K]``: the factor of each task's step, from its (stacked) episodes."""
+        steps = episodes.mask.sum(dim=(-2, -1)).clamp(min=1.0)
+        reward = (episodes.rewards * episodes.mask).sum(dim=(-2, -1)) / steps
+        return ((self.zero_reward - reward) / self.unit).clamp(0.0, self.max_scale)
+
+
+@dataclass(frozen=True)
 class AdaptationSettings:
     """How the meta-optimizers adapt theta to each task (the config's ``adaptation`` + ``objective``).
 
@@ -90,6 +114,7 @@ class AdaptationSettings:
     first_order: bool = False
     objective: str = "maml"
     step_weights: Sequence[float] | None = None
+    reward_scale: RewardScale | None = None
 
     def __post_init__(self) -> None:
         step_sizes(self.lr, self.steps)  # validates lr and steps
@@ -115,6 +140,7 @@ class AdaptationSettings:
             steps=config.adaptation.steps,
             first_order=config.adaptation.first_order,
             objective=config.objective,
+            reward_scale=RewardScale.from_config(config.adaptation.reward_scaled_step),
         )
 
     def evaluation_lr(self, step: int) -> float:
@@ -252,6 +278,7 @@ def adapt_steps(
     *,
     proximal: float = 0.0,
     anchor: Params | None = None,
+    reward_scale: RewardScale | None = None,
 ) -> list[Params]:
     """Stacked parameters before and after each inner step: ``[theta_K, phi_1, ..., phi_steps]``.
 
@@ -268,7 +295,9 @@ def adapt_steps(
     ``lr`` holds floats, or one mapping per step from parameter name to a scalar
     tensor (:data:`StepSize`; learned rates stay in the graph). ``proximal > 0`` steps
     on ``L(phi) + proximal / 2 * ||phi - anchor||^2`` instead, iMAML's inner problem
-    (Rajeswaran et al. 2019, eq. 4); ``anchor`` defaults to ``params``.
+    (Rajeswaran et al. 2019, eq. 4); ``anchor`` defaults to ``params``. ``reward_scale``
+    multiplies each task's step by its factor on the episodes of that step (a constant: the
+    rewards do not depend on the parameters).
     """
     per_step = _per_step(episodes, advantages, steps)
     if any(e.rewards.dim() != 3 for e, _ in per_step):
@@ -302,6 +331,11 @@ def adapt_steps(
                 g + proximal * (p - anchor[n])
                 for (n, p), g in zip(current.items(), grads, strict=True)
             ]
+        if reward_scale is not None:
+            factor = reward_scale.multipliers(step_episodes).to(grads[0].dtype)
+            grads = [
+                g * factor.reshape(-1, *[1] * (g.dim() - 1)) for g in grads
+            ]  # each task's copy is row k of every stacked tensor
         if isinstance(lr_step, Mapping):
             current = {
                 n: p - lr_step[n] * g for (n, p), g in zip(current.items(), grads, strict=True)
@@ -366,6 +400,7 @@ def adapted_stats(
         settings.steps,
         first_order,
         settings.objective,
+        reward_scale=settings.reward_scale,
     )
     mean, std = policy_stats(policy, trace[-1], batch.post.observations)
     return trace, mean, std
@@ -399,11 +434,12 @@ def adapt_with_advantages(
     *,
     proximal: float = 0.0,
     anchor: Params | None = None,
+    reward_scale: RewardScale | None = None,
 ) -> Params:
     """Adapted parameters phi from precomputed advantages (stacked ``[K, ...]`` for stacked episodes).
 
     Single-task episodes (``[T, E]`` rewards) give single-task parameters.
-    ``proximal`` and ``anchor`` as :func:`adapt_steps`.
+    ``proximal``, ``anchor`` and ``reward_scale`` as :func:`adapt_steps`.
     """
     single = episodes.rewards.dim() == 2
     if single:
@@ -427,6 +463,7 @@ def adapt_with_advantages(
         objective,
         proximal=proximal,
         anchor=anchor,
+        reward_scale=reward_scale,
     )
     phi = trace[-1]
     return {n: p.squeeze(0) for n, p in phi.items()} if single else phi
@@ -493,5 +530,6 @@ def adapt_for_sampling(
             objective=settings.objective,
             proximal=proximal,
             anchor=anchor,
+            reward_scale=settings.reward_scale,
         )
     return advantages, {name: p.detach() for name, p in adapted.items()}

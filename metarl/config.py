@@ -55,6 +55,7 @@ __all__ = [
     "PPOConfig",
     "PolicyConfig",
     "ReptileConfig",
+    "RewardScaledStepConfig",
     "SamplerConfig",
     "TRPOConfig",
     "load_config",
@@ -297,6 +298,29 @@ class PolicyConfig(_Checked):
 
 
 @dataclass(frozen=True)
+class RewardScaledStepConfig(_Checked):
+    """Each task's inner step scaled by how far its episodes' mean reward per step falls short:
+    ``lr * clip((zero_reward - r) / unit, 0, max_scale)``, ``r`` the task's mean reward per step
+    over the episodes the step adapts on. Off while ``zero_reward`` is null (the paper's step).
+
+    A standardised step has one size whatever the task's return, so a task the policy nearly
+    solves is moved as far as one it fails; this sizes the step by the reward itself. The values
+    are the task distribution's (HalfCheetahVel: -0.1, about the control cost of meeting the
+    target, and 0.4 per step of lr)."""
+
+    zero_reward: float | None = None
+    """Mean reward per step at (and above) which a task takes no step; null: the plain step."""
+    unit: float = 1.0
+    """Shortfall of the mean reward per step that takes one step of ``lr``."""
+    max_scale: float = 1.5
+    """The largest multiple of ``lr`` a task takes."""
+
+    def _check(self) -> None:
+        _positive(self.unit, "unit")
+        _positive(self.max_scale, "max_scale")
+
+
+@dataclass(frozen=True)
 class AdaptationConfig(_Checked):
     """The inner loop: ``steps`` policy-gradient steps ``phi = theta - lr * grad L(theta)``."""
 
@@ -320,6 +344,8 @@ class AdaptationConfig(_Checked):
     """Standardise the inner step's advantages per task (rllab's center_adv); ``null`` follows
     the top-level ``normalize_advantages``. ``false`` keeps their scale, so the step grows with
     how much the task's returns differ (a task already nearly solved takes a small step)."""
+    reward_scaled_step: RewardScaledStepConfig = field(default_factory=RewardScaledStepConfig)
+    """Each task's step sized by its episodes' mean reward (off by default; meta_learner maml)."""
 
     @property
     def lrs(self) -> list[float]:

@@ -191,6 +191,7 @@ class MAML:
             settings.steps,
             settings.first_order if first_order is None else first_order,
             settings.objective,
+            reward_scale=settings.reward_scale,
         )
         mean, std = policy_stats(policy, trace[-1], batch.post.observations)
         return trace, mean, std
@@ -585,6 +586,12 @@ def _refuse_maml_only(config: Config, name: str) -> None:
     step, which ``name`` does not form."""
     from metarl.config import ConfigError
 
+    if config.adaptation.reward_scaled_step.zero_reward is not None:
+        raise ConfigError(
+            f"{name} takes its own inner steps, which do not size each task's step by its reward; "
+            "set it null or use meta_learner: maml",
+            key="adaptation.reward_scaled_step.zero_reward",
+        )
     if config.adaptation.learn_lr:
         raise ConfigError(
             f"learned inner rates need the gradient through the inner steps, which {name} does "

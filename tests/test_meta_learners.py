@@ -526,6 +526,14 @@ def test_multi_step_loss_is_annealed_by_the_trainer_then_off(tmp_path, monkeypat
         ({"meta_learner": "imaml", "adaptation": {"learn_lr": True}}, "adaptation.learn_lr"),
         ({"meta_learner": "reptile", "adaptation": {"learn_lr": True}}, "adaptation.learn_lr"),
         (
+            {"meta_learner": "reptile", "adaptation": {"reward_scaled_step": {"zero_reward": 0.0}}},
+            "adaptation.reward_scaled_step.zero_reward",
+        ),
+        (
+            {"meta_learner": "imaml", "adaptation": {"reward_scaled_step": {"zero_reward": 0.0}}},
+            "adaptation.reward_scaled_step.zero_reward",
+        ),
+        (
             {
                 "meta_learner": "imaml",
                 "adaptation": {"steps": 2, "lr": [0.1, 0.1], "multi_step_loss_iterations": 5},
@@ -560,6 +568,8 @@ METHODS = {
         "meta_optimizer": {"name": "ppo", "epochs": 2},
     },
     "reptile": {"meta_learner": "reptile"},
+    # Each task's step sized by its mean reward (Navigation2D's: minus the distance to the goal).
+    "maml-reward-step": {"adaptation": {"reward_scaled_step": {"zero_reward": -0.05, "unit": 0.2}}},
     # The comparison's other methods (experiments/configs/variants/): MAML's own loop with
     # another estimator, optimizer, derivative order or number of steps.
     "emaml": {"objective": "emaml"},
