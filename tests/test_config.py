@@ -32,6 +32,7 @@ SHIPPED = {
     "ant-goal-h200-lr0.2": ("metarl/AntGoal-v0", 40, 20, 200),
     "ant-goal-h200-anneal": ("metarl/AntGoal-v0", 40, 20, 200),
     "ant-goal-h200-gae0.95": ("metarl/AntGoal-v0", 40, 20, 200),
+    "halfcheetah-vel-reward-step": ("metarl/HalfCheetahVel-v0", 40, 20, 200),
 }
 
 MINIMAL = {"env": "metarl/HalfCheetahVel-v0"}
@@ -56,22 +57,31 @@ def test_every_config_is_shipped():
     assert {p.stem for p in CONFIG_DIR.glob("*.yaml")} == set(SHIPPED)
 
 
-# Each AntGoal continuation config: (the config it says it is "the rest as", the keys it
-# changes, the run it warm-starts from). A nested mapping changes only the keys it names.
+# Each continuation config: (the config it says it is "the rest as", the keys it changes, the
+# run it warm-starts from). A nested mapping changes only the keys it names.
 H200_RUN = "experiments/results/ant-goal-h200/seed0"
-ANT_GOAL_VARIANTS = {
+CONTINUATIONS = {
     "ant-goal-h200": ("ant-goal", {"horizon": 200}, "experiments/results/ant-goal/seed0"),
     "ant-goal-h200-lr0.2": ("ant-goal-h200", {"adaptation": {"lr": 0.2}}, H200_RUN),
     "ant-goal-h200-anneal": ("ant-goal-h200", {"meta_optimizer": {"lr": 3.0e-4}}, H200_RUN),
     "ant-goal-h200-gae0.95": ("ant-goal-h200", {"gae_lambda": 0.95}, H200_RUN),
+    "halfcheetah-vel-reward-step": (
+        "halfcheetah-vel",
+        {
+            "adaptation": {
+                "reward_scaled_step": {"zero_reward": -0.1, "unit": 0.4, "max_scale": 1.5}
+            }
+        },
+        "experiments/results/halfcheetah-vel/seed0",
+    ),
 }
 
 
-@pytest.mark.parametrize("name", sorted(ANT_GOAL_VARIANTS))
-def test_an_ant_goal_continuation_differs_from_its_base_only_where_its_header_says(name):
+@pytest.mark.parametrize("name", sorted(CONTINUATIONS))
+def test_a_continuation_differs_from_its_base_only_where_its_header_says(name):
     """Its header says "the rest as <base>.yaml": only these keys (and the iterations and the
     warm start) may differ."""
-    base_name, changes, source = ANT_GOAL_VARIANTS[name]
+    base_name, changes, source = CONTINUATIONS[name]
     base = load_config(CONFIG_DIR / f"{base_name}.yaml").to_dict()
     variant = load_config(CONFIG_DIR / f"{name}.yaml").to_dict()
     assert {k for k in base if base[k] != variant[k]} == {*changes, "iterations", "init_from"}
@@ -219,12 +229,16 @@ def test_shipped_config_loads_with_paper_values(name):
     # The paper's GAE lambda, but where a config's header gives the reason for another.
     gae_lambda = 0.95 if name == "ant-goal-h200-gae0.95" else 1.0
     assert (config.gamma, config.gae_lambda) == (0.99, gae_lambda)
+    # The paper's step (one size for every task), but where a config's header gives the reason.
+    sized = config.adaptation.reward_scaled_step.zero_reward is not None
+    assert sized == (name == "halfcheetah-vel-reward-step")
     # A warm start (the ant-goal-h200 configs) counts its own iterations after its source run's.
     warm_starts = {
         "ant-goal-h200": 200,
         "ant-goal-h200-lr0.2": 60,
         "ant-goal-h200-anneal": 54,
         "ant-goal-h200-gae0.95": 42,
+        "halfcheetah-vel-reward-step": 60,
     }
     assert config.iterations == (500 if config.init_from is None else warm_starts[name])
     if name != "navigation2d":
