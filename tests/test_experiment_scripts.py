@@ -216,3 +216,40 @@ def test_mean_action_gap_repeats_the_evaluation_and_scores_the_mean_action(tmp_p
     p1 = sum(result["pretrained"]["mean_action"][1]) / 3
     o = sum(result["oracle"]["mean_action"]) / 3
     assert rows[3][6].strip() == f"{100 * (m1 - p1) / (o - p1):.0f}%"
+
+
+def test_widen_run_keeps_the_policys_actions_and_is_a_warm_start_source(tmp_path):
+    """The widened policy acts as the run's did (every parameter of the old units kept), its
+    new units can learn (their incoming weights are not zero), and init_from accepts it."""
+    import dataclasses
+
+    import pytest
+    import torch
+    from conftest import tiny_navigation_config
+
+    from metarl.checkpoint import load_policy
+    from metarl.trainer import Trainer
+
+    script = load_script("widen_run")
+    run, out = tmp_path / "nav", tmp_path / "wide"
+    Trainer(tiny_navigation_config(iterations=1), run, progress=False).train()
+    assert script.main([str(run), str(out), "--hidden", "24", "20"]) == 0
+    _, old, _ = load_policy(run)
+    config, wide, _ = load_policy(out)
+    assert config.policy.hidden_sizes == [24, 20]
+    obs = torch.randn(64, old.obs_dim)
+    with torch.no_grad():
+        torch.testing.assert_close(wide(obs, stats=True), old(obs, stats=True))
+    first = wide.state_dict()["mean.0.weight"]
+    assert first.shape == (24, old.obs_dim) and first[16:].abs().sum() > 0
+    warm = Trainer(
+        dataclasses.replace(
+            tiny_navigation_config(iterations=1), policy=config.policy, init_from=str(out)
+        ),
+        tmp_path / "warm",
+        progress=False,
+    )
+    torch.testing.assert_close(warm.policy.state_dict()["mean.0.weight"], first)
+    warm.close()
+    with pytest.raises(SystemExit, match="none narrower"):
+        script.main([str(run), str(tmp_path / "narrow"), "--hidden", "8", "20"])
