@@ -30,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--hidden", type=int, nargs="+", required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--new-scale",
+        type=float,
+        default=1.0,
+        help="the new units' incoming weights are the initialisation's times this",
+    )
     args = parser.parse_args(argv)
     config, old, state = load_policy(args.run)
     if len(args.hidden) != len(config.policy.hidden_sizes) or any(
@@ -49,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, value in theirs.items():
             target = mine[name]
             if name.endswith(".weight"):
+                target[value.shape[0] :] *= args.new_scale
                 target[:, value.shape[1] :] = 0.0  # new inputs: no say in the old outputs
                 target[: value.shape[0], : value.shape[1]] = value
             else:
