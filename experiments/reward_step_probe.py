@@ -63,7 +63,7 @@ def main() -> None:
         "run": str(args.run),
         "seed": args.seed,
         "tasks": tasks,
-        "rule": {"zero_reward": args.zero_reward, "unit": args.unit, "max_scale": args.max_scale},
+        "rule": dataclasses.asdict(sized),
     }
     with make_sampler(config.env, 40, 20, config.horizon, config.sampler, config.env_kwargs) as s:
         for label, cfg in steps.items():

@@ -56,13 +56,11 @@ def main(argv: list[str] | None = None) -> int:
             target = mine[name]
             if name.endswith(".weight"):
                 target[value.shape[0] :] *= args.new_scale
-                target[:, value.shape[1] :] = 0.0  # new inputs: no say in the old outputs
+                # new inputs (the output layer's included): no say in any unit
+                target[:, value.shape[1] :] = 0.0
                 target[: value.shape[0], : value.shape[1]] = value
             else:
                 target[: value.shape[0]] = value
-        last = [n for n in mine if n.endswith(".weight")][-1]
-        mine[last][:, :] = 0.0  # the output layer reads no new unit
-        mine[last][:, : theirs[last].shape[1]] = theirs[last]
     wide.load_state_dict(mine)
     obs = torch.randn(256, old.obs_dim) * 3
     with torch.no_grad():

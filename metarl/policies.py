@@ -134,9 +134,12 @@ class GaussianMLPPolicy(nn.Module):
         ``obs_normalization`` is on, else unchanged."""
         if not self.obs_normalization:
             return obs
-        mean = self.obs_mean.to(obs.dtype)
-        std = torch.sqrt(self.obs_var + OBS_EPS).to(obs.dtype)
+        mean, std = self.obs_stats(obs.dtype)
         return ((obs - mean) / std).clamp(-OBS_CLIP, OBS_CLIP)
+
+    def obs_stats(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """The running mean and std the observation is standardised by (``obs_normalization``)."""
+        return self.obs_mean.to(dtype), torch.sqrt(self.obs_var + OBS_EPS).to(dtype)
 
     @torch.no_grad()
     def update_obs_stats(self, observations: Tensor, mask: Tensor) -> None:

@@ -42,7 +42,7 @@ from torch import nn
 from envs.wrappers import BatchedTaskVecEnv, TaskObservationWrapper, TaskResampleWrapper
 from metarl.errors import InputError
 from metarl.plotting import read_curve
-from metarl.policies import ACTIVATIONS, OBS_EPS, GaussianMLPPolicy, Params
+from metarl.policies import ACTIVATIONS, GaussianMLPPolicy, Params
 
 __all__ = [
     "ALGORITHMS",
@@ -162,9 +162,9 @@ def to_sb3(
             bias = factor * params[f"{prefix}.bias"].detach()
             if ours is linears[0] and policy.obs_normalization:
                 # W (x - m) / s + b = (W / s) x + (b - W m / s)
-                std = torch.sqrt(policy.obs_var + OBS_EPS).to(weight.dtype)
+                mean, std = policy.obs_stats(weight.dtype)
                 weight = weight / std
-                bias = bias - weight @ policy.obs_mean.to(weight.dtype)
+                bias = bias - weight @ mean
             theirs.weight.copy_(weight)
             theirs.bias.copy_(bias)
         model.policy.log_std.copy_(params["log_std"].detach() + math.log(scale))
