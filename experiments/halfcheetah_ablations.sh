@@ -45,9 +45,18 @@ declare -A keys=(
   # (HalfCheetahVel's: no step at -0.1, about the control cost of meeting the target; one step
   # of lr per 0.4 short of it, at most 1.5), so a target the policy nearly meets is not overshot
   [reward-step]="init_from=$shipped adaptation.reward_scaled_step.zero_reward=-0.1 adaptation.reward_scaled_step.unit=0.4"
+  # HalfCheetahDir's form of it: no step at 6 per step (about the SAC oracle's 5.5 forward and
+  # 6.5 backward), one step of lr per 4 short of it, at most 1.5: the direction the pre-step
+  # policy already runs takes a smaller step than the other, which breaks the symmetry of
+  # theta +- lr * g that one shared step size imposes on the two tasks
+  [reward-step-dir]="init_from=$shipped adaptation.reward_scaled_step.zero_reward=6 adaptation.reward_scaled_step.unit=4"
+  # from the finished shipped run, the meta-loss over the 75% of each meta-batch's tasks that
+  # adapt worst (DR-MAML's tail-task risk): on HalfCheetahDir every forward task and the worst
+  # backward ones, so the meta-step serves the direction that adapts worse
+  [tail-0.75]="init_from=$shipped tail_fraction=0.75"
 )
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(learn-lr inner-lr-0.2 wide obs-norm no-inner-kl inner-kl-5e-3 inner-raw-advantages gae-0.95 anneal continue-gae-0.95 reward-step)
+[ ${#names[@]} -eq 0 ] && names=(learn-lr inner-lr-0.2 wide obs-norm no-inner-kl inner-kl-5e-3 inner-raw-advantages gae-0.95 anneal continue-gae-0.95 reward-step reward-step-dir tail-0.75)
 for name in "${names[@]}"; do
   if [ -z "${keys[$name]+set}" ]; then
     echo "unknown ablation '$name'; choose from: ${!keys[*]}" >&2

@@ -107,6 +107,9 @@ class AdaptationSettings:
         objective: inner surrogate, ``maml | dice | lvc`` (see :mod:`metarl.objectives`).
         step_weights: MAML++'s multi-step loss, the weight of the post-adaptation surrogate
             after each inner step (one per step); ``None`` weighs the last step alone.
+        reward_scale: each task's step sized by its reward (``adaptation.reward_scaled_step``).
+        tail_fraction: the share of the meta-batch's tasks, those of lowest post-adaptation
+            return, the meta-loss averages over (the config's ``tail_fraction``; 1: all).
     """
 
     lr: float | Sequence[float] = 0.1
@@ -115,9 +118,12 @@ class AdaptationSettings:
     objective: str = "maml"
     step_weights: Sequence[float] | None = None
     reward_scale: RewardScale | None = None
+    tail_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         step_sizes(self.lr, self.steps)  # validates lr and steps
+        if not 0 < self.tail_fraction <= 1:
+            raise ValueError(f"tail_fraction must be in (0, 1], got {self.tail_fraction!r}")
         if self.objective not in OBJECTIVES:
             raise ValueError(
                 f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}"
@@ -141,6 +147,7 @@ class AdaptationSettings:
             first_order=config.adaptation.first_order,
             objective=config.objective,
             reward_scale=RewardScale.from_config(config.adaptation.reward_scaled_step),
+            tail_fraction=config.tail_fraction,
         )
 
     def evaluation_lr(self, step: int) -> float:

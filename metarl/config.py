@@ -543,6 +543,11 @@ class Config(_Checked):
     """Inner-loop settings."""
     objective: str = "maml"
     """Meta-gradient estimator: maml | dice | lvc | emaml."""
+    tail_fraction: float = 1.0
+    """The share of each meta-batch's tasks, those with the lowest post-adaptation return, that
+    the meta-objective averages over, in (0, 1]. 1: every task (the paper's mean); below 1 the
+    tail of the task distribution (DR-MAML's tail-task risk), so the meta-step serves the tasks
+    that adapt worst, e.g. the harder direction of HalfCheetahDir."""
     meta_learner: str = "maml"
     """Method of the MAML family: maml | reptile | imaml (metarl.meta_learners.META_LEARNERS)."""
     meta_optimizer: TRPOConfig | PPOConfig = field(default_factory=TRPOConfig)
@@ -586,6 +591,8 @@ class Config(_Checked):
         from metarl.objectives import OBJECTIVES
 
         _one_of(self.objective, OBJECTIVES, "objective")
+        if not 0 < self.tail_fraction <= 1:
+            raise _err("tail_fraction", f"must be in (0, 1], got {self.tail_fraction!r}")
         _positive(self.checkpoint_every, "checkpoint_every")
         if self.init_from is not None and not self.init_from.strip():
             raise _err("init_from", "must name a run directory, or be null")

@@ -45,7 +45,7 @@ from metarl.meta_optimizers.optim import (
     unflat,
 )
 from metarl.meta_optimizers.trpo import check_finite, check_step_inputs
-from metarl.objectives import MetaBatch, Surrogate, gaussian_log_prob
+from metarl.objectives import MetaBatch, Surrogate, gaussian_log_prob, task_mean
 from metarl.policies import Params, params_of
 
 if TYPE_CHECKING:
@@ -226,7 +226,8 @@ class MAML:
         """
         post = batch.post
         log_probs = gaussian_log_prob(mean, std, post.actions)
-        loss = surrogate(log_probs, post.log_probs, batch.post_advantages, post.mask).mean()
+        per_task = surrogate(log_probs, post.log_probs, batch.post_advantages, post.mask)
+        loss = task_mean(per_task, batch, settings.tail_fraction)
         if settings.step_weights is not None:
             loss = settings.step_weights[-1] * loss + self._earlier_steps_loss(
                 policy, batch, settings, trace, surrogate
@@ -241,7 +242,8 @@ class MAML:
         trace: Sequence[Params],
         surrogate: Surrogate,
     ) -> Tensor:
-        """The weighted surrogates of ``phi_1 .. phi_{K-1}`` on the episodes sampled with them."""
+        """The weighted surrogates of ``phi_1 .. phi_{K-1}`` on the episodes sampled with them
+        (over the same tasks as the last step's, :func:`~metarl.objectives.task_mean`)."""
         weights = settings.step_weights or ()
         pres, advantages = batch.pre_list, batch.pre_advantages_list
         if len(pres) != settings.steps or len(trace) != settings.steps + 1:
@@ -255,7 +257,8 @@ class MAML:
             episodes = pres[k]
             mean, std = policy_stats(policy, trace[k], episodes.observations)
             log_probs = gaussian_log_prob(mean, std, episodes.actions)
-            loss_k = surrogate(log_probs, episodes.log_probs, advantages[k], episodes.mask).mean()
+            loss_k = surrogate(log_probs, episodes.log_probs, advantages[k], episodes.mask)
+            loss_k = task_mean(loss_k, batch, settings.tail_fraction)
             total = total + weights[k - 1] * loss_k
         return total
 
@@ -373,6 +376,12 @@ class Reptile(MAML):
         from metarl.objectives import EXPLORING_OBJECTIVES
 
         _refuse_maml_only(config, "reptile")
+        if config.tail_fraction != 1:
+            raise ConfigError(
+                "Reptile averages every task's adapted parameters and has no meta-loss to take "
+                "the tail of; set tail_fraction: 1 or use meta_learner: maml",
+                key="tail_fraction",
+            )
         if config.objective in EXPLORING_OBJECTIVES:
             raise ConfigError(
                 f"{config.objective!r} adds a term to a meta-loss, and Reptile has none; use "

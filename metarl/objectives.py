@@ -58,6 +58,8 @@ __all__ = [
     "masked_task_mean",
     "outer_surrogate",
     "reinforce_surrogate",
+    "tail_weights",
+    "task_mean",
 ]
 
 Surrogate = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
@@ -71,6 +73,25 @@ def masked_task_mean(values: Tensor, mask: Tensor) -> Tensor:
     mask = mask.to(values.dtype)
     # clamp: a task with no valid step gives 0, not NaN (it never happens in a rollout).
     return (values * mask).sum(dim=(-2, -1)) / mask.sum(dim=(-2, -1)).clamp_min(1.0)
+
+
+def tail_weights(returns: Tensor, fraction: float) -> Tensor:
+    """Weights ``[K]`` that average over the ``ceil(fraction * K)`` tasks of lowest return.
+
+    The meta-objective's average over a meta-batch's tasks (``fraction`` 1: every task alike)
+    or its tail, the conditional value at risk of the tasks' losses (the tail-task risk of
+    DR-MAML, Wang et al., NeurIPS 2023): the meta-step then serves the tasks that adapt worst. Ties at the
+    cut keep the first task in index order; the weights carry no gradient (the returns are the
+    sampled episodes').
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    num_tasks = returns.shape[0]
+    kept = math.ceil(fraction * num_tasks - 1e-9)
+    order = torch.sort(returns.detach(), stable=True).indices[:kept]
+    weights = torch.zeros(num_tasks, dtype=returns.dtype, device=returns.device)
+    weights[order] = 1.0 / kept
+    return weights
 
 
 def gaussian_log_prob(mean: Tensor, std: Tensor, actions: Tensor) -> Tensor:
@@ -330,3 +351,13 @@ class MetaBatch:
         if not torch.isfinite(self.post_advantages).all():
             bad.append("post_advantages")
         return bad
+
+
+def task_mean(per_task: Tensor, batch: MetaBatch, tail_fraction: float = 1.0) -> Tensor:
+    """The meta-loss over the tasks of ``batch`` from each task's ``[K]``: their mean, or with
+    ``tail_fraction < 1`` the mean over the tasks of lowest post-adaptation return
+    (:func:`tail_weights`; the config's ``tail_fraction``)."""
+    if tail_fraction == 1:
+        return per_task.mean()
+    returns = batch.post.episode_returns.mean(dim=-1)
+    return (tail_weights(returns, tail_fraction).to(per_task.dtype) * per_task).sum()

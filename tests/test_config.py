@@ -382,6 +382,8 @@ BAD = [
     ("objective", "mamll", ["maml", "dice", "lvc", "did you mean 'maml'"]),
     ("policy.activation", "rleu", ["relu", "did you mean 'relu'"]),
     ("policy.init_std", 0, ["positive"]),
+    ("tail_fraction", 0, ["(0, 1]"]),
+    ("tail_fraction", 1.5, ["(0, 1]"]),
     ("adaptation.reward_scaled_step.unit", 0, ["positive"]),
     ("adaptation.reward_scaled_step.max_scale", -1.0, ["positive"]),
     ("sampler.kind", "slurm", ["batched", "sync", "async", "ray"]),

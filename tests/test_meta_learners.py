@@ -16,6 +16,7 @@ from metarl.config import Config, ConfigError, load_config
 from metarl.meta_learners import MAML, META_LEARNERS, make_meta_learner
 from metarl.meta_optimizers import PPO, TRPO
 from metarl.meta_optimizers.optim import flat, unflat
+from metarl.objectives import tail_weights
 from metarl.trainer import Trainer, load_checkpoint
 
 F64 = torch.float64
@@ -533,6 +534,7 @@ def test_multi_step_loss_is_annealed_by_the_trainer_then_off(tmp_path, monkeypat
             {"meta_learner": "imaml", "adaptation": {"reward_scaled_step": {"zero_reward": 0.0}}},
             "adaptation.reward_scaled_step.zero_reward",
         ),
+        ({"meta_learner": "reptile", "tail_fraction": 0.5}, "tail_fraction"),
         (
             {
                 "meta_learner": "imaml",
@@ -545,6 +547,51 @@ def test_multi_step_loss_is_annealed_by_the_trainer_then_off(tmp_path, monkeypat
 def test_settings_a_method_cannot_honour_are_config_errors(changes, key):
     with pytest.raises(ConfigError, match=rf"^{key}:"):
         Config.from_dict({**NAVIGATION, **changes})
+
+
+# --- the tail of the task distribution (tail_fraction) ------------------------------------
+
+
+def test_tail_weights_average_the_tasks_of_lowest_return():
+    returns = torch.tensor([3.0, -1.0, 2.0, -5.0], dtype=F64)
+    assert torch.equal(tail_weights(returns, 1.0), torch.full((4,), 0.25, dtype=F64))
+    assert torch.equal(tail_weights(returns, 0.5), torch.tensor([0, 0.5, 0, 0.5], dtype=F64))
+    third = 1.0 / 3.0  # ceil(0.6 * 4) = 3 tasks
+    assert torch.equal(
+        tail_weights(returns, 0.6), torch.tensor([0, third, third, third], dtype=F64)
+    )
+    assert torch.equal(tail_weights(returns, 0.01), torch.tensor([0, 0, 0, 1.0], dtype=F64))
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="fraction"):
+            tail_weights(returns, bad)
+
+
+def test_a_tail_meta_step_is_the_plain_step_on_the_tail_tasks_alone(monkeypatch):
+    """With ``tail_fraction`` the meta-gradient is the plain one on the meta-batch cut to the
+    tasks of lowest post-adaptation return, and PPO's whole step equals the step on those tasks
+    (TRPO keeps its trust region and curvature on every task's adapted policy)."""
+    policy = tiny_policy()
+    batch = synthetic_batch(policy, seed=3)  # the two lowest returns are tasks 1 and 2
+    returns = batch.post.episode_returns.mean(dim=-1)
+    tail = torch.sort(returns).indices[:2]  # ceil(0.5 * 3) tasks
+    assert tail.tolist() == [1, 2]
+    on_tail, plain = AdaptationSettings(lr=0.3, tail_fraction=0.5), AdaptationSettings(lr=0.3)
+    grad_tail = _meta_gradient_of(policy, batch, on_tail, MAML(), monkeypatch)
+    grad_cut = _meta_gradient_of(policy, batch.select(tail), plain, MAML(), monkeypatch)
+    grad_all = _meta_gradient_of(policy, batch, plain, MAML(), monkeypatch)
+    assert torch.allclose(grad_tail, grad_cut, rtol=1e-10, atol=1e-14)
+    assert ((grad_tail - grad_all).norm() / grad_all.norm()).item() > 1e-2
+    whole, cut = copy.deepcopy(policy), copy.deepcopy(policy)
+    metrics_tail = PPO(epochs=2).step(whole, batch, on_tail)
+    metrics_cut = PPO(epochs=2).step(cut, batch.select(tail), plain)
+    assert metrics_tail["loss_after"] == pytest.approx(metrics_cut["loss_after"], rel=1e-10)
+    assert torch.allclose(_flat_params(whole), _flat_params(cut), rtol=0, atol=1e-12)
+
+
+def test_the_trainer_hands_the_configs_tail_fraction_to_the_meta_step(tmp_path, monkeypatch):
+    config = Config.from_dict({**NAVIGATION, "iterations": 1, "tail_fraction": 0.25})
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    assert [s.tail_fraction for s in train_seeing_settings(trainer, monkeypatch)] == [0.25]
 
 
 # --- every method in the trainer: runs, resumes exactly, learns -------------------------------
@@ -570,6 +617,8 @@ METHODS = {
     "reptile": {"meta_learner": "reptile"},
     # Each task's step sized by its mean reward (Navigation2D's: minus the distance to the goal).
     "maml-reward-step": {"adaptation": {"reward_scaled_step": {"zero_reward": -0.05, "unit": 0.2}}},
+    # The meta-loss over the half of each meta-batch's tasks that adapt worst (DR-MAML's tail).
+    "maml-tail": {"tail_fraction": 0.5, "meta_optimizer": {"name": "ppo", "epochs": 2}},
     # The comparison's other methods (experiments/configs/variants/): MAML's own loop with
     # another estimator, optimizer, derivative order or number of steps.
     "emaml": {"objective": "emaml"},

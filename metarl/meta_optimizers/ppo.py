@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from metarl.adaptation import AdaptationSettings, policy_stats
 from metarl.config import PPOConfig, with_settings
 from metarl.meta_optimizers.trpo import _default_learner, check_finite, check_step_inputs, mean_kl
-from metarl.objectives import MetaBatch, clipped_surrogate, gaussian_log_prob
+from metarl.objectives import MetaBatch, clipped_surrogate, gaussian_log_prob, task_mean
 from metarl.policies import Params, params_of
 
 if TYPE_CHECKING:
@@ -96,7 +96,8 @@ class PPO:
 
         def surrogate(mean: Tensor, std: Tensor) -> Tensor:
             log_probs = gaussian_log_prob(mean, std, post.actions)
-            return clipped(log_probs, post.log_probs, batch.post_advantages, post.mask).mean()
+            per_task = clipped(log_probs, post.log_probs, batch.post_advantages, post.mask)
+            return task_mean(per_task, batch, adaptation.tail_fraction)
 
         def inner_kl() -> Tensor:
             mean, std = policy_stats(policy, params_of(policy), pre.observations)
