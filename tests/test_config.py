@@ -58,13 +58,15 @@ def test_every_config_is_shipped():
 
 
 # Each continuation config: (the config it says it is "the rest as", the keys it changes, the
-# run it warm-starts from). A nested mapping changes only the keys it names.
+# run it warm-starts from, its own iterations after that run's). A nested mapping changes only
+# the keys it names. These are the shipped configs' only departures from the paper's values
+# beyond their roots' (test_shipped_config_loads_with_paper_values).
 H200_RUN = "experiments/results/ant-goal-h200/seed0"
 CONTINUATIONS = {
-    "ant-goal-h200": ("ant-goal", {"horizon": 200}, "experiments/results/ant-goal/seed0"),
-    "ant-goal-h200-lr0.2": ("ant-goal-h200", {"adaptation": {"lr": 0.2}}, H200_RUN),
-    "ant-goal-h200-anneal": ("ant-goal-h200", {"meta_optimizer": {"lr": 3.0e-4}}, H200_RUN),
-    "ant-goal-h200-gae0.95": ("ant-goal-h200", {"gae_lambda": 0.95}, H200_RUN),
+    "ant-goal-h200": ("ant-goal", {"horizon": 200}, "experiments/results/ant-goal/seed0", 200),
+    "ant-goal-h200-lr0.2": ("ant-goal-h200", {"adaptation": {"lr": 0.2}}, H200_RUN, 60),
+    "ant-goal-h200-anneal": ("ant-goal-h200", {"meta_optimizer": {"lr": 3.0e-4}}, H200_RUN, 54),
+    "ant-goal-h200-gae0.95": ("ant-goal-h200", {"gae_lambda": 0.95}, H200_RUN, 42),
     "halfcheetah-vel-reward-step": (
         "halfcheetah-vel",
         {
@@ -73,6 +75,7 @@ CONTINUATIONS = {
             }
         },
         "experiments/results/halfcheetah-vel/seed0",
+        60,
     ),
 }
 
@@ -81,13 +84,14 @@ CONTINUATIONS = {
 def test_a_continuation_differs_from_its_base_only_where_its_header_says(name):
     """Its header says "the rest as <base>.yaml": only these keys (and the iterations and the
     warm start) may differ."""
-    base_name, changes, source = CONTINUATIONS[name]
+    base_name, changes, source, iterations = CONTINUATIONS[name]
     base = load_config(CONFIG_DIR / f"{base_name}.yaml").to_dict()
     variant = load_config(CONFIG_DIR / f"{name}.yaml").to_dict()
     assert {k for k in base if base[k] != variant[k]} == {*changes, "iterations", "init_from"}
     for key, value in changes.items():
         assert variant[key] == ({**base[key], **value} if isinstance(value, dict) else value)
-    assert variant["init_from"] == source
+    # A warm start counts its own iterations after its source run's.
+    assert (variant["init_from"], variant["iterations"]) == (source, iterations)
 
 
 # Each method config of the MAML-family comparison (experiments/compare_variants.py) is its
@@ -210,8 +214,10 @@ def test_bad_base_is_named(tmp_path_factory, files, words):
         load_config(root / "a.yaml")
 
 
-@pytest.mark.parametrize("name", sorted(SHIPPED))
+@pytest.mark.parametrize("name", sorted(set(SHIPPED) - set(CONTINUATIONS)))
 def test_shipped_config_loads_with_paper_values(name):
+    """Every config that is not a continuation; a continuation departs from its base only by
+    the keys CONTINUATIONS gives (test_a_continuation_differs_from_its_base_only_where...)."""
     env, tasks, episodes, horizon = SHIPPED[name]
     config = load_config(CONFIG_DIR / f"{name}.yaml")
     assert (config.env, config.tasks_per_batch, config.episodes_per_task, config.horizon) == (
@@ -224,32 +230,17 @@ def test_shipped_config_loads_with_paper_values(name):
     # The locomotion configs use tanh: with their init and action scale ReLU did not learn
     # (experiments/results/paper-scale-probe; the config's comment says so).
     assert config.policy.activation == ("relu" if name == "navigation2d" else "tanh")
-    # The paper's inner step, but where a config's header gives the reason for another.
-    assert config.adaptation.lrs == ([0.2] if name == "ant-goal-h200-lr0.2" else [0.1])
-    # The paper's GAE lambda, but where a config's header gives the reason for another.
-    gae_lambda = 0.95 if name == "ant-goal-h200-gae0.95" else 1.0
-    assert (config.gamma, config.gae_lambda) == (0.99, gae_lambda)
-    # The paper's step (one size for every task), but where a config's header gives the reason.
-    sized = config.adaptation.reward_scaled_step.zero_reward is not None
-    assert sized == (name == "halfcheetah-vel-reward-step")
-    # A warm start (the ant-goal-h200 configs) counts its own iterations after its source run's.
-    warm_starts = {
-        "ant-goal-h200": 200,
-        "ant-goal-h200-lr0.2": 60,
-        "ant-goal-h200-anneal": 54,
-        "ant-goal-h200-gae0.95": 42,
-        "halfcheetah-vel-reward-step": 60,
-    }
-    assert config.iterations == (500 if config.init_from is None else warm_starts[name])
+    assert config.adaptation.lrs == [0.1]  # the paper's inner step
+    assert (config.gamma, config.gae_lambda) == (0.99, 1.0)  # the paper's discount and GAE
+    # The paper's step: one size for every task.
+    assert config.adaptation.reward_scaled_step.zero_reward is None
+    assert config.tail_fraction == 1.0  # the paper's meta-objective: the mean over tasks
+    assert (config.iterations, config.init_from) == (500, None)
     if name != "navigation2d":
         # The locomotion configs meta-train with ProMP's outer step at ProMP's values (the
         # configs' comment gives the reason: experiments/results/halfcheetah-dir-trpo).
         assert config.objective == "lvc"
-        # ProMP's meta step, but where a config's header gives the reason for another.
-        meta_lr = 3e-4 if name == "ant-goal-h200-anneal" else 1e-3
-        assert config.meta_optimizer == PPOConfig(
-            lr=meta_lr, epochs=5, clip=0.3, inner_kl_coeff=5e-4
-        )
+        assert config.meta_optimizer == PPOConfig(lr=1e-3, epochs=5, clip=0.3, inner_kl_coeff=5e-4)
         return
     # The curvature product and its sample are metarl's choices, not the paper's hyperparameters.
     ours = dataclasses.replace(config.meta_optimizer, fvp="exact", cg_subsample=1.0)
