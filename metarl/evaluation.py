@@ -188,6 +188,8 @@ def evaluate(
         "seed": seed,
         "episodes": episodes,
         "inner_lr": config.adaptation.lr,
+        # Each task's step sized by its reward (every policy adapts with it), or null: off.
+        "reward_scaled_step": _reward_scaled_step(config),
     }
     with make_sampler(
         config.env, num_tasks, episodes, config.horizon, config.sampler, config.env_kwargs
@@ -260,6 +262,11 @@ def by_subgroup(results: dict[str, Any], groups: Sequence[str]) -> dict[str, Any
             entry["gap_closed"] = gap
         out[group] = entry
     return out
+
+
+def _reward_scaled_step(config: Config) -> dict[str, float] | None:
+    rule = config.adaptation.reward_scaled_step
+    return None if rule.zero_reward is None else dataclasses.asdict(rule)
 
 
 def _with_inner_lr(config: Config, lr: float) -> Config:
