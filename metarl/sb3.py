@@ -35,6 +35,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import DiagGaussianDistribution
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from torch import nn
@@ -446,6 +447,9 @@ def train_baseline(
             kwargs = {"n_steps": max(2048 // n_envs, 1), "seed": seed, "verbose": 0}
             model = _construct(to_sb3, policy, vec, **{**kwargs, **(algo_kwargs or {})})
 
+        # SB3 logs nothing at verbose 0 yet makes an empty tempdir/SB3-<time> folder per learn()
+        # unless the model has a logger of its own: one without outputs writes nothing anywhere.
+        model.set_logger(Logger(folder=None, output_formats=[]))
         saved_at = -1
         warmup = getattr(model, "learning_starts", None)  # SAC's; _reload shifted it
         if warmup is not None and resume:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import tempfile
 
 import gymnasium as gym
 import numpy as np
@@ -178,7 +179,10 @@ def test_wrappers_refuse_envs_without_tasks():
         TaskObservationWrapper(gym.make("Pendulum-v1"))
 
 
-def test_train_save_load_and_evaluate_the_baselines(tmp_path, nav):
+def test_train_save_load_and_evaluate_the_baselines(tmp_path, nav, monkeypatch):
+    scratch = tmp_path / "tempdir"  # SB3 makes a folder there per learn() without its own logger
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     common = {
         "hidden_sizes": [8, 8],
         "activation": "tanh",
@@ -192,6 +196,7 @@ def test_train_save_load_and_evaluate_the_baselines(tmp_path, nav):
     oracle = train_oracle(NAV, 200, out_path=tmp_path / "oracle.zip", **common)
     assert pretrained == tmp_path / "pretrained.zip" and pretrained.is_file()
     assert oracle.is_file()
+    assert list(scratch.glob("SB3-*")) == []  # no empty log folder per learn()
 
     policy = load_pretrained(pretrained)
     assert (policy.obs_dim, policy.act_dim) == (2, 2)
