@@ -56,7 +56,8 @@ declare -A keys=(
   [tail-0.75]="init_from=$shipped tail_fraction=0.75"
 )
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(learn-lr inner-lr-0.2 wide obs-norm no-inner-kl inner-kl-5e-3 inner-raw-advantages gae-0.95 anneal continue-gae-0.95 reward-step reward-step-dir tail-0.75)
+# No name: every ablation of the table, in the order of their names.
+[ ${#names[@]} -eq 0 ] && mapfile -t names < <(printf '%s\n' "${!keys[@]}" | sort)
 for name in "${names[@]}"; do
   if [ -z "${keys[$name]+set}" ]; then
     echo "unknown ablation '$name'; choose from: ${!keys[*]}" >&2
