@@ -62,9 +62,9 @@ __all__ = [
 ]
 
 
-StepSize = float | Mapping[str, Tensor]
+StepSize = float | Mapping[str, Tensor | float]
 """One inner step's size: one float for every tensor, or one (learnable) scalar per parameter
-tensor by name (MAML++'s per-layer rates)."""
+tensor by name (MAML++'s per-layer rates; CAVIA's names the context alone)."""
 
 
 class ValueBaseline(Protocol):
@@ -300,7 +300,8 @@ def adapt_steps(
     entries for Jacobian-vector products through each step.
 
     ``lr`` holds floats, or one mapping per step from parameter name to a scalar
-    tensor (:data:`StepSize`; learned rates stay in the graph). ``proximal > 0`` steps
+    (:data:`StepSize`; learned rates stay in the graph); a tensor the mapping does not name
+    keeps its value (CAVIA's step names the context alone). ``proximal > 0`` steps
     on ``L(phi) + proximal / 2 * ||phi - anchor||^2`` instead, iMAML's inner problem
     (Rajeswaran et al. 2019, eq. 4); ``anchor`` defaults to ``params``. ``reward_scale``
     multiplies each task's step by its factor on the episodes of that step (a constant: the
@@ -326,29 +327,27 @@ def adapt_steps(
                 current = {n: p.detach().requires_grad_() for n, p in current.items()}
                 trace[-1] = current
             losses = inner_loss(policy, current, step_episodes, step_advantages, surrogate)
+            # A mapping of rates adapts the tensors it names (CAVIA: the context alone).
+            names = [n for n in current if not isinstance(lr_step, Mapping) or n in lr_step]
             # Task k's loss depends on copy k only: one backward gives every task's gradient.
             grads = torch.autograd.grad(
                 losses.sum(),
-                list(current.values()),
+                [current[n] for n in names],
                 create_graph=graph and not first_order,
                 materialize_grads=True,
             )
         if proximal:
             grads = [
-                g + proximal * (p - anchor[n])
-                for (n, p), g in zip(current.items(), grads, strict=True)
+                g + proximal * (current[n] - anchor[n]) for n, g in zip(names, grads, strict=True)
             ]
         if reward_scale is not None:
             factor = reward_scale.multipliers(step_episodes).to(grads[0].dtype)
             grads = [
                 g * factor.reshape(-1, *[1] * (g.dim() - 1)) for g in grads
             ]  # each task's copy is row k of every stacked tensor
-        if isinstance(lr_step, Mapping):
-            current = {
-                n: p - lr_step[n] * g for (n, p), g in zip(current.items(), grads, strict=True)
-            }
-        else:
-            current = {n: p - lr_step * g for (n, p), g in zip(current.items(), grads, strict=True)}
+        rates = lr_step if isinstance(lr_step, Mapping) else dict.fromkeys(names, lr_step)
+        stepped = {n: current[n] - rates[n] * g for n, g in zip(names, grads, strict=True)}
+        current = {n: stepped.get(n, p) for n, p in current.items()}
         trace.append(current)
     return trace
 

@@ -52,6 +52,7 @@ def make_policy(config: Config, obs_dim: int, act_dim: int) -> GaussianMLPPolicy
         init=config.policy.init,
         action_scale=config.policy.action_scale,
         obs_normalization=config.policy.obs_normalization,
+        context_dim=config.policy.context_dim,
     )
 
 

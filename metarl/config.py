@@ -287,6 +287,9 @@ class PolicyConfig(_Checked):
     """Standardise the observation by a running mean and std of every observation meta-training
     has sampled, inside the policy (SB3's VecNormalize); see GaussianMLPPolicy. The paper and
     the peers feed raw observations."""
+    context_dim: int = 0
+    """CAVIA's context parameters (Zintgraf et al. 2019): this many zeros appended to the
+    observation, adapted alone by ``meta_learner: cavia``; 0: none (the paper's policy)."""
 
     def _check(self) -> None:
         for i, width in enumerate(self.hidden_sizes):
@@ -295,6 +298,7 @@ class PolicyConfig(_Checked):
         _positive(self.init_std, "init_std")
         _one_of(self.init, sorted(INITS), "init")
         _positive(self.action_scale, "action_scale")
+        _non_negative(self.context_dim, "context_dim")
 
 
 @dataclass(frozen=True)
@@ -478,6 +482,20 @@ class IMAMLConfig(_Checked):
 
 
 @dataclass(frozen=True)
+class CAVIAConfig(_Checked):
+    """CAVIA's inner step (Zintgraf et al. 2019), used when ``meta_learner: cavia``: each task
+    adapts the policy's context parameters alone (``policy.context_dim`` of them)."""
+
+    lr: float = 10.0
+    """Step size of the context's inner steps (CAVIA's HalfCheetah value: 10); later
+    evaluation steps take half of it, as the paper's. ``adaptation.lr`` stays the step of the
+    baselines evaluated beside it, which have no context."""
+
+    def _check(self) -> None:
+        _positive(self.lr, "lr")
+
+
+@dataclass(frozen=True)
 class SamplerConfig(_Checked):
     """How episodes are collected."""
 
@@ -549,13 +567,16 @@ class Config(_Checked):
     tail of the task distribution (DR-MAML's tail-task risk), so the meta-step serves the tasks
     that adapt worst, e.g. the harder direction of HalfCheetahDir."""
     meta_learner: str = "maml"
-    """Method of the MAML family: maml | reptile | imaml (metarl.meta_learners.META_LEARNERS)."""
+    """Method of the MAML family: maml | reptile | imaml | cavia
+    (metarl.meta_learners.META_LEARNERS)."""
     meta_optimizer: TRPOConfig | PPOConfig = field(default_factory=TRPOConfig)
     """Outer-loop optimizer, chosen by its ``name`` (default trpo); Reptile makes its own step."""
     reptile: ReptileConfig = field(default_factory=ReptileConfig)
     """Reptile's outer step (``meta_learner: reptile`` only)."""
     imaml: IMAMLConfig = field(default_factory=IMAMLConfig)
     """iMAML's proximal weight and conjugate gradient (``meta_learner: imaml`` only)."""
+    cavia: CAVIAConfig = field(default_factory=CAVIAConfig)
+    """CAVIA's context step (``meta_learner: cavia`` only)."""
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     """Episode collection."""
     checkpoint_every: int = 1

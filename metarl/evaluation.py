@@ -278,6 +278,12 @@ def _with_inner_lr(config: Config, lr: float) -> Config:
             "--inner-lr cannot replace a run's learned inner rates (adaptation.learn_lr: true); "
             "evaluate it without --inner-lr"
         )
+    if config.meta_learner == "cavia":
+        raise InputError(
+            "--inner-lr replaces adaptation.lr, which a CAVIA run's context does not step by "
+            "(cavia.lr does; the baselines beside it take adaptation.lr); evaluate a copy of the "
+            "run with cavia.lr edited in its config.yaml instead"
+        )
     return dataclasses.replace(config, adaptation=dataclasses.replace(config.adaptation, lr=lr))
 
 

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from metarl.config import Config
 
 __all__ = [
+    "CAVIA",
     "IMAML",
     "MAML",
     "META_LEARNERS",
@@ -639,7 +640,87 @@ MetaLearner: TypeAlias = MAML
 """The interface of a meta-learner: every one is a :class:`MAML` subclass that overrides the
 parts it changes (MAML documents each method and is the default of every one)."""
 
-META_LEARNERS: dict[str, type[MetaLearner]] = {cls.name: cls for cls in (MAML, Reptile, IMAML)}
+
+class CAVIA(MAML):
+    """CAVIA (Zintgraf, Shiarlis, Kurin, Hofmann and Whiteson 2019, arXiv 1810.03642): the
+    inner steps adapt the policy's context parameters alone (``policy.context_dim`` zeros
+    appended to the observation), with their own step size ``lr``; the meta-gradient reaches
+    the network through them, to second order unless first-order.
+
+    The context's starting value is meta-trained with the network (CAVIA keeps it at zero;
+    beside the first layer's bias the two give the same functions and the same steps). A
+    policy without a context (the baselines an evaluation adapts beside it) takes MAML's step
+    of ``adaptation.lr``.
+
+    Args:
+        policy: the policy it adapts; whether it has a context decides the step.
+        lr: the context's step size (CAVIA's HalfCheetah value: 10).
+    """
+
+    name: ClassVar[str] = "cavia"
+
+    def __init__(self, policy: nn.Module | None = None, lr: float = 10.0) -> None:
+        super().__init__()
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, got {lr!r}")
+        self.context_lr = float(lr)
+        self.has_context = policy is not None and "context" in params_of(policy)
+
+    @classmethod
+    def from_config(cls, config: Config, policy: nn.Module) -> CAVIA:
+        return cls(policy, config.cavia.lr)
+
+    @classmethod
+    def check_config(cls, config: Config) -> None:
+        from metarl.config import ConfigError
+
+        if not config.policy.context_dim:
+            raise ConfigError(
+                "CAVIA adapts the policy's context parameters, and it has none; set it to their "
+                "number (CAVIA's HalfCheetah: 50)",
+                key="policy.context_dim",
+            )
+        if config.adaptation.learn_lr:
+            raise ConfigError(
+                "CAVIA steps its context by cavia.lr; learned per-tensor rates are MAML++'s: "
+                "set it false or use meta_learner: maml",
+                key="adaptation.learn_lr",
+            )
+
+    def step_size(self, settings: AdaptationSettings, step: int) -> StepSize:
+        """The context's step (``lr`` for the trained steps, then half), or MAML's for a
+        policy without a context."""
+        if not self.has_context:
+            return settings.evaluation_lr(step)
+        return {"context": self.context_lr if step < settings.steps else self.context_lr / 2}
+
+    def adapted_stats(
+        self,
+        policy: nn.Module,
+        theta: Params,
+        batch: MetaBatch,
+        settings: AdaptationSettings,
+        first_order: bool | None = None,
+    ) -> tuple[list[Params], Tensor, Tensor]:
+        """As MAML's, each inner step adapting the context alone."""
+        trace = adapt_steps(
+            policy,
+            theta,
+            batch.pre,
+            batch.pre_advantages,
+            [self.step_size(settings, k) for k in range(settings.steps)],
+            settings.steps,
+            settings.first_order if first_order is None else first_order,
+            settings.objective,
+            reward_scale=settings.reward_scale,
+        )
+        mean, std = policy_stats(policy, trace[-1], batch.post.observations)
+        return trace, mean, std
+
+
+META_LEARNERS: dict[str, type[MetaLearner]] = {
+    cls.name: cls for cls in (MAML, Reptile, IMAML, CAVIA)
+}
 """The meta-learners by name; the config's ``meta_learner`` is one of these."""
 
 

@@ -85,6 +85,9 @@ class GaussianMLPPolicy(nn.Module):
             inside the policy. The statistics are buffers, not parameters: the
             inner step never changes them and checkpoints keep them. Until the
             first update they are mean 0 and std 1 (the clip applies).
+        context_dim: CAVIA's context parameters (Zintgraf et al. 2019): a parameter
+            ``context`` of this many zeros appended to every (standardised) observation
+            before the first layer; 0 gives none. CAVIA's inner step adapts it alone.
 
     ``log_std`` holds ``log(std / action_scale)``.
     """
@@ -99,6 +102,7 @@ class GaussianMLPPolicy(nn.Module):
         init: str = "torch",
         action_scale: float = 1.0,
         obs_normalization: bool = False,
+        context_dim: int = 0,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -109,10 +113,13 @@ class GaussianMLPPolicy(nn.Module):
             raise ValueError(f"init_std must be positive, got {init_std}")
         if not (action_scale > 0 and math.isfinite(action_scale)):
             raise ValueError(f"action_scale must be positive and finite, got {action_scale}")
+        if context_dim < 0:
+            raise ValueError(f"context_dim must be non-negative, got {context_dim}")
         self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.context_dim = int(context_dim)
         self.action_scale = float(action_scale)
         layers: list[nn.Module] = []
-        last = obs_dim
+        last = obs_dim + self.context_dim
         for width in hidden_sizes:
             layers += [nn.Linear(last, width), ACTIVATIONS[activation]()]
             last = width
@@ -122,6 +129,8 @@ class GaussianMLPPolicy(nn.Module):
                 INITS[init](layer)
         self.mean = nn.Sequential(*layers)
         self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std / action_scale)))
+        if self.context_dim:
+            self.context = nn.Parameter(torch.zeros(self.context_dim))
         self.obs_normalization = bool(obs_normalization)
         if self.obs_normalization:
             # float64 statistics, as VecNormalize's RunningMeanStd: they sum millions of steps.
@@ -136,6 +145,15 @@ class GaussianMLPPolicy(nn.Module):
             return obs
         mean, std = self.obs_stats(obs.dtype)
         return ((obs - mean) / std).clamp(-OBS_CLIP, OBS_CLIP)
+
+    def network_input(self, obs: Tensor, context: Tensor | None = None) -> Tensor:
+        """The first layer's input: the :meth:`normalized` observation, then ``context``
+        (the policy's own by default) at every step, where the policy has one."""
+        x = self.normalized(obs)
+        if not self.context_dim:
+            return x
+        context = self.context if context is None else context
+        return torch.cat([x, context.to(x.dtype).expand(*x.shape[:-1], self.context_dim)], -1)
 
     def obs_stats(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """The running mean and std the observation is standardised by (``obs_normalization``)."""
@@ -165,7 +183,7 @@ class GaussianMLPPolicy(nn.Module):
         The tuple form exists for ``torch.func.vmap``, which cannot return a
         distribution object.
         """
-        mean, std = self._scaled(self.mean(self.normalized(obs)), self.log_std)
+        mean, std = self._scaled(self.mean(self.network_input(obs)), self.log_std)
         if stats:
             return mean, std
         return Independent(Normal(mean, std), 1)
@@ -188,7 +206,7 @@ def task_stats(policy: nn.Module, params: Params, obs: Tensor) -> tuple[Tensor, 
     """
     if not isinstance(policy, GaussianMLPPolicy):
         return torch.func.functional_call(policy, params, (obs,), {"stats": True})
-    x = policy.normalized(obs)
+    x = policy.network_input(obs, params.get("context"))
     for n, layer in enumerate(policy.mean):
         if isinstance(layer, nn.Linear):
             x = nn.functional.linear(x, params[f"mean.{n}.weight"], params[f"mean.{n}.bias"])

@@ -161,6 +161,11 @@ def to_sb3(
             factor = scale if ours is linears[-1] else 1.0
             weight = factor * params[f"{prefix}.weight"].detach()
             bias = factor * params[f"{prefix}.bias"].detach()
+            if ours is linears[0] and policy.context_dim:
+                # CAVIA's context is a constant input: W [x; c] + b = W_x x + (b + W_c c)
+                context = params["context"].detach().to(weight.dtype)
+                bias = bias + weight[:, policy.obs_dim :] @ context
+                weight = weight[:, : policy.obs_dim]
             if ours is linears[0] and policy.obs_normalization:
                 # W (x - m) / s + b = (W / s) x + (b - W m / s)
                 mean, std = policy.obs_stats(weight.dtype)

@@ -402,6 +402,7 @@ class Trainer:
                     c.policy.obs_normalization,
                     their_config.policy.obs_normalization,
                 ),
+                ("policy.context_dim", c.policy.context_dim, their_config.policy.context_dim),
             )
             if a != b
         ]

@@ -373,6 +373,8 @@ BAD = [
     ("objective", "mamll", ["maml", "dice", "lvc", "did you mean 'maml'"]),
     ("policy.activation", "rleu", ["relu", "did you mean 'relu'"]),
     ("policy.init_std", 0, ["positive"]),
+    ("policy.context_dim", -1, ["non-negative"]),
+    ("cavia.lr", 0, ["positive"]),
     ("tail_fraction", 0, ["(0, 1]"]),
     ("tail_fraction", 1.5, ["(0, 1]"]),
     ("adaptation.reward_scaled_step.unit", 0, ["positive"]),

@@ -368,6 +368,19 @@ def test_inner_lr_must_be_positive(run_dir, tmp_path, capsys, lr):
     assert not out.exists()
 
 
+def test_inner_lr_refuses_a_cavia_run(tmp_path, capsys):
+    config = tiny_navigation_config(
+        iterations=1,
+        meta_learner="cavia",
+        policy=dataclasses.replace(tiny_navigation_config().policy, context_dim=2),
+    )
+    Trainer(config, tmp_path / "run", progress=False).train()
+    out = tmp_path / "r.json"
+    assert main(["evaluate", str(tmp_path / "run"), "--inner-lr", "0.2", "--out", str(out)]) != 0
+    assert "cavia.lr" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_inner_lr_refuses_learned_rates(tmp_path, capsys):
     config = tiny_navigation_config(
         iterations=1,

@@ -13,10 +13,11 @@ from test_meta_optimizers import _two_step_batch, synthetic_batch, tiny_policy
 
 from metarl.adaptation import AdaptationSettings, policy_stats
 from metarl.config import Config, ConfigError, load_config
-from metarl.meta_learners import MAML, META_LEARNERS, make_meta_learner
+from metarl.meta_learners import CAVIA, MAML, META_LEARNERS, make_meta_learner
 from metarl.meta_optimizers import PPO, TRPO
 from metarl.meta_optimizers.optim import flat, unflat
 from metarl.objectives import tail_weights
+from metarl.policies import GaussianMLPPolicy, params_of
 from metarl.trainer import Trainer, load_checkpoint
 
 F64 = torch.float64
@@ -535,6 +536,15 @@ def test_multi_step_loss_is_annealed_by_the_trainer_then_off(tmp_path, monkeypat
             "adaptation.reward_scaled_step.zero_reward",
         ),
         ({"meta_learner": "reptile", "tail_fraction": 0.5}, "tail_fraction"),
+        ({"meta_learner": "cavia"}, "policy.context_dim"),
+        (
+            {
+                "meta_learner": "cavia",
+                "policy": {**NAVIGATION["policy"], "context_dim": 2},
+                "adaptation": {"learn_lr": True},
+            },
+            "adaptation.learn_lr",
+        ),
         (
             {
                 "meta_learner": "imaml",
@@ -547,6 +557,81 @@ def test_multi_step_loss_is_annealed_by_the_trainer_then_off(tmp_path, monkeypat
 def test_settings_a_method_cannot_honour_are_config_errors(changes, key):
     with pytest.raises(ConfigError, match=rf"^{key}:"):
         Config.from_dict({**NAVIGATION, **changes})
+
+
+# --- CAVIA -----------------------------------------------------------------------------------
+
+
+def _context_policy() -> GaussianMLPPolicy:
+    """A tiny policy with two context inputs, away from zero (a meta-trained start)."""
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(3, 2, [4], "tanh", init_std=0.8, context_dim=2).to(F64)
+    with torch.no_grad():
+        policy.context.copy_(torch.tensor([0.3, -0.2], dtype=F64))
+    return policy
+
+
+def _cavia_by_hand(policy, batch, lr: float, x: torch.Tensor) -> torch.Tensor:
+    """TRPO's post-adaptation surrogate after REINFORCE steps on each task's context alone, as
+    a function of the flat theta ``x``."""
+    from metarl.adaptation import expand_params, inner_loss
+    from metarl.objectives import gaussian_log_prob, outer_surrogate
+
+    names = [n for n, _ in policy.named_parameters()]
+    chunks = unflat(x.detach().requires_grad_(), [p.detach() for p in policy.parameters()])
+    current = expand_params(dict(zip(names, chunks, strict=True)), batch.num_tasks)
+    for pre, advantages in zip(batch.pre_list, batch.pre_advantages_list, strict=True):
+        losses = inner_loss(policy, current, pre, advantages)
+        (grad,) = torch.autograd.grad(losses.sum(), [current["context"]], create_graph=True)
+        current = {**current, "context": current["context"] - lr * grad}
+    mean, std = policy_stats(policy, current, batch.post.observations)
+    post = batch.post
+    log_probs = gaussian_log_prob(mean, std, post.actions)
+    return outer_surrogate(log_probs, post.log_probs, batch.post_advantages, post.mask).mean()
+
+
+def test_cavia_adapts_each_tasks_context_alone():
+    policy = _context_policy()
+    batch = synthetic_batch(policy)
+    theta = params_of(policy)
+    trace, _, _ = CAVIA(policy, lr=0.7).adapted_stats(policy, theta, batch, AdaptationSettings())
+    phi = trace[-1]
+    from metarl.adaptation import expand_params, inner_loss
+
+    expanded = expand_params({n: p.detach() for n, p in theta.items()}, batch.num_tasks)
+    for name, value in phi.items():
+        if name != "context":
+            assert torch.equal(value.detach(), expanded[name]), name
+    context = expanded["context"].clone().requires_grad_()
+    losses = inner_loss(policy, {**expanded, "context": context}, batch.pre, batch.pre_advantages)
+    (grad,) = torch.autograd.grad(losses.sum(), [context])
+    torch.testing.assert_close(phi["context"].detach(), expanded["context"] - 0.7 * grad)
+    assert grad.abs().min() > 0 and not torch.allclose(grad[0], grad[1])  # one per task
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_cavia_meta_gradient_matches_finite_differences(monkeypatch, steps):
+    """TRPO's meta-gradient through the context steps, second order, against central
+    differences in float64 of the post-adaptation surrogate written out by hand."""
+    policy = _context_policy()
+    batch = synthetic_batch(policy) if steps == 1 else _two_step_batch(policy)
+    adaptation = AdaptationSettings(lr=[0.3, 0.2][:steps], steps=steps)
+    grad = _meta_gradient_of(policy, batch, adaptation, CAVIA(policy, lr=0.7), monkeypatch)
+    x = flat([p.detach() for p in policy.parameters()])
+    fd = _central_difference_gradient(lambda y: _cavia_by_hand(policy, batch, 0.7, y).item(), x)
+    assert ((grad - fd).norm() / fd.norm()).item() < 1e-6
+    # Not MAML's meta-gradient (every tensor stepped): the check can fail.
+    maml = _meta_gradient_of(policy, batch, adaptation, MAML(), monkeypatch)
+    assert ((maml - fd).norm() / fd.norm()).item() > 1e-2
+
+
+def test_cavia_steps_its_context_and_a_policy_without_one_takes_mamls_step():
+    settings = AdaptationSettings(lr=0.1)
+    learner = CAVIA(_context_policy(), lr=10.0)
+    assert learner.step_size(settings, 0) == {"context": 10.0}
+    assert learner.step_size(settings, 1) == {"context": 5.0}  # later steps: half, as MAML's
+    plain = CAVIA(tiny_policy(), lr=10.0)  # a baseline evaluated beside a CAVIA run
+    assert [plain.step_size(settings, k) for k in (0, 1)] == [0.1, 0.05]
 
 
 # --- the tail of the task distribution (tail_fraction) ------------------------------------
@@ -619,6 +704,12 @@ METHODS = {
     "maml-reward-step": {"adaptation": {"reward_scaled_step": {"zero_reward": -0.05, "unit": 0.2}}},
     # The meta-loss over the half of each meta-batch's tasks that adapt worst (DR-MAML's tail).
     "maml-tail": {"tail_fraction": 0.5, "meta_optimizer": {"name": "ppo", "epochs": 2}},
+    # CAVIA: the inner step adapts two context inputs alone.
+    "cavia": {
+        "meta_learner": "cavia",
+        "policy": {**NAVIGATION["policy"], "context_dim": 2},
+        "cavia": {"lr": 1.0},
+    },
     # The comparison's other methods (experiments/configs/variants/): MAML's own loop with
     # another estimator, optimizer, derivative order or number of steps.
     "emaml": {"objective": "emaml"},
@@ -712,8 +803,13 @@ LEARNING = {
     # method: (overrides of the shipped Navigation2D config, the gain the mean post-adaptation
     # return of the last 3 iterations must have over the first iteration's). The sizes keep
     # each run under ~30 s; the gains seen were 20-25 (reptile, seeds 0-2), 53-71 (imaml, seeds
-    # 0-2), 69 (learned rates, seed 0), 62-68 (maml++, seeds 0-1).
+    # 0-2), 69 (learned rates, seed 0), 62-68 (maml++, seeds 0-1), 64-70 (cavia, seeds 0-1).
     "reptile": (["meta_learner=reptile", *SMALL], 10.0),
+    # CAVIA's Navigation2D context and step (5 inputs, lr 1).
+    "cavia": (
+        ["meta_learner=cavia", "policy.context_dim=5", "cavia.lr=1.0", *SMALLER],
+        30.0,
+    ),
     "imaml": (["meta_learner=imaml", *SMALLER], 30.0),
     "maml-learned-lr": (["adaptation.learn_lr=true", *SMALLER], 30.0),
     "maml++": (

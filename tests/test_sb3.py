@@ -331,6 +331,27 @@ def test_obs_normalization_is_folded_into_sb3s_first_layer(nav):
     torch.testing.assert_close(_sb3_log_prob(model, obs, actions), ours, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("obs_normalization", [False, True])
+def test_a_cavia_context_is_folded_into_sb3s_first_layer(nav, obs_normalization):
+    """SB3's MlpPolicy sees the observation alone: to_sb3 folds the (adapted) context into the
+    first layer's bias, the same distribution."""
+    torch.manual_seed(0)
+    policy = GaussianMLPPolicy(
+        2, 2, hidden_sizes=(8,), obs_normalization=obs_normalization, context_dim=3
+    )
+    if obs_normalization:
+        policy.update_obs_stats(torch.randn(50, 2) * 2.0 + 1.0, torch.ones(50))
+    adapted = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    adapted["context"] = torch.tensor([0.5, -1.5, 2.0])
+    model = to_sb3(policy, nav, params=adapted)
+    obs, actions = _obs_actions(2, 2)
+    with torch.no_grad():
+        ours = torch.func.functional_call(policy, adapted, (obs,)).log_prob(actions)
+        at_zero = policy(obs).log_prob(actions)
+    torch.testing.assert_close(_sb3_log_prob(model, obs, actions), ours, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(ours, at_zero)  # the context changes the function
+
+
 def test_batched_task_vec_env_resamples_tasks_and_appends_them():
     vec = BatchedTaskVecEnv("metarl/Navigation2D-v0", 3, seed=0, observe_task=True, horizon=5)
     obs = vec.reset()
