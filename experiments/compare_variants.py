@@ -63,6 +63,8 @@ METHODS: dict[str, str] = {
     "reptile": "Reptile, 2 steps (Nichol et al. 2018)",
     "imaml": "iMAML (Rajeswaran et al. 2019)",
     "emaml": "E-MAML (Stadie et al. 2018)",
+    "cavia": "CAVIA (Zintgraf et al. 2019)",
+    "dr-maml": "DR-MAML's tail, half the tasks (Wang et al. 2023)",
 }
 
 
