@@ -54,6 +54,8 @@ declare -A keys=(
   # adapt worst (DR-MAML's tail-task risk): on HalfCheetahDir every forward task and the worst
   # backward ones, so the meta-step serves the direction that adapts worse
   [tail-0.75]="init_from=$shipped tail_fraction=0.75"
+  # the same over the worse half of each meta-batch: on HalfCheetahDir the forward tasks alone
+  [tail-0.5]="init_from=$shipped tail_fraction=0.5"
   # CAVIA: the inner step adapts 50 context inputs alone (CAVIA's HalfCheetah count and step
   # size, 10), so the network maps the adapted context to either gait, where MAML's two
   # adapted policies are theta +- lr * g along one direction
