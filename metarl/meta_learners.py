@@ -135,6 +135,12 @@ class MAML:
             return {n: r.detach() for n, r in self.learned_lrs[step].items()}
         return {n: r.detach() / 2 for n, r in self.learned_lrs[-1].items()}
 
+    def _trained_rates(self, settings: AdaptationSettings) -> list[StepSize] | None:
+        """The trained steps' per-tensor rates, one mapping per step (the learned ones, in the
+        graph), or ``None`` where every tensor steps by ``settings.lr``."""
+        del settings
+        return self.learned_lrs
+
     def adapt_for_sampling(
         self,
         policy: nn.Module,
@@ -181,14 +187,15 @@ class MAML:
         ``(mean, std)`` at the post-adaptation observations, differentiable in ``theta``
         unless ``first_order`` (default ``settings.first_order``). Learned rates stay in
         the graph."""
-        if self.learned_lrs is None:
+        rates = self._trained_rates(settings)
+        if rates is None:
             return adapted_stats(policy, theta, batch, settings, first_order)
         trace = adapt_steps(
             policy,
             theta,
             batch.pre,
             batch.pre_advantages,
-            self.learned_lrs,
+            rates,
             settings.steps,
             settings.first_order if first_order is None else first_order,
             settings.objective,
@@ -694,28 +701,9 @@ class CAVIA(MAML):
             return settings.evaluation_lr(step)
         return {"context": self.context_lr if step < settings.steps else self.context_lr / 2}
 
-    def adapted_stats(
-        self,
-        policy: nn.Module,
-        theta: Params,
-        batch: MetaBatch,
-        settings: AdaptationSettings,
-        first_order: bool | None = None,
-    ) -> tuple[list[Params], Tensor, Tensor]:
-        """As MAML's, each inner step adapting the context alone."""
-        trace = adapt_steps(
-            policy,
-            theta,
-            batch.pre,
-            batch.pre_advantages,
-            [self.step_size(settings, k) for k in range(settings.steps)],
-            settings.steps,
-            settings.first_order if first_order is None else first_order,
-            settings.objective,
-            reward_scale=settings.reward_scale,
-        )
-        mean, std = policy_stats(policy, trace[-1], batch.post.observations)
-        return trace, mean, std
+    def _trained_rates(self, settings: AdaptationSettings) -> list[StepSize]:
+        """The context's rate for each trained step (the other tensors keep their values)."""
+        return [self.step_size(settings, k) for k in range(settings.steps)]
 
 
 META_LEARNERS: dict[str, type[MetaLearner]] = {
