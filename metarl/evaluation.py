@@ -197,6 +197,9 @@ def evaluate(
         results["metarl"] = curve_of(policy, learner)
         torch.manual_seed(seed)
         random_policy = make_policy(config, policy.obs_dim, policy.act_dim)
+        # A fresh network that sees the observation as the run's policy does (its running
+        # statistics, where it standardises), not raw values clipped at +-OBS_CLIP.
+        random_policy.load_state_dict(dict(policy.named_buffers()), strict=False)
         results["baselines"] = {"random": curve_of(random_policy)}
         if "pretrained" in baseline_paths:
             from metarl.sb3 import load_pretrained

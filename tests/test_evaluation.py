@@ -368,6 +368,34 @@ def test_inner_lr_must_be_positive(run_dir, tmp_path, capsys, lr):
     assert not out.exists()
 
 
+def test_the_random_baseline_sees_the_observation_as_the_run_does(tmp_path, monkeypatch):
+    """With ``policy.obs_normalization`` the random baseline is a fresh network with the run's
+    observation statistics, not identity ones."""
+    import metarl.evaluation as evaluation_module
+
+    config = tiny_navigation_config(
+        iterations=1,
+        policy=dataclasses.replace(tiny_navigation_config().policy, obs_normalization=True),
+    )
+    Trainer(config, tmp_path / "run", progress=False).train()
+    seen = []
+    real = evaluation_module.adaptation_curve
+
+    def spy(candidate, *args, **kwargs):
+        seen.append(candidate)
+        return real(candidate, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation_module, "adaptation_curve", spy)
+    evaluate(tmp_path / "run", 2, 0, 2, seed=3, out=tmp_path / "r.json")
+    trained, random_policy = seen
+    assert trained.obs_count > 0 and not torch.equal(
+        trained.obs_mean, torch.zeros_like(trained.obs_mean)
+    )
+    for name in ("obs_mean", "obs_var", "obs_count"):
+        assert torch.equal(getattr(random_policy, name), getattr(trained, name)), name
+    assert not torch.equal(random_policy.mean[0].weight, trained.mean[0].weight)  # fresh weights
+
+
 def test_inner_lr_refuses_a_cavia_run(tmp_path, capsys):
     config = tiny_navigation_config(
         iterations=1,
