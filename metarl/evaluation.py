@@ -187,6 +187,7 @@ def evaluate(
         "tasks": tasks,
         "seed": seed,
         "episodes": episodes,
+        "meta_learner": config.meta_learner,  # which method's policy "metarl" is
         "inner_lr": config.adaptation.lr,
         # Each task's step sized by its reward (every policy adapts with it), or null: off.
         "reward_scaled_step": _reward_scaled_step(config),
@@ -306,6 +307,15 @@ def _baseline_paths(baselines_dir: str | os.PathLike[str] | None) -> dict[str, P
     return found
 
 
+METHOD_LABELS = {"maml": "MAML", "reptile": "Reptile", "imaml": "iMAML", "cavia": "CAVIA"}
+"""How each meta-learner's row is named in the tables and plots (results of old runs: MAML)."""
+
+
+def _metarl_label(results: dict[str, Any]) -> str:
+    name = results.get("meta_learner", "maml")
+    return f"metarl ({METHOD_LABELS.get(name, name)})"
+
+
 def markdown_table(results: dict[str, Any]) -> str:
     """Mean return [95% CI] per method and adaptation step, over all tasks and per subgroup."""
     steps = sorted(results["metarl"], key=int)
@@ -319,7 +329,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         (only,) = subgroups.values()
         parts = {f"all ({len(results['tasks'])})": {**results, **only}}
     for label, part in parts.items():
-        methods = {"metarl (MAML)": part["metarl"], **part.get("baselines", {})}
+        methods = {_metarl_label(results): part["metarl"], **part.get("baselines", {})}
         for name, curve in methods.items():
             cells = [_cell(curve[k]) for k in steps]
             lines.append(f"| {label} | {name} | " + " | ".join(cells) + " |")
@@ -347,7 +357,7 @@ def plot_curve(results: dict[str, Any], out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    methods = {"metarl (MAML)": results["metarl"], **results.get("baselines", {})}
+    methods = {_metarl_label(results): results["metarl"], **results.get("baselines", {})}
     for name, curve in methods.items():
         steps = sorted(curve, key=int)
         x = [int(k) for k in steps]

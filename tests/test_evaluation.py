@@ -407,6 +407,14 @@ def test_inner_lr_refuses_a_cavia_run(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "run"), "--inner-lr", "0.2", "--out", str(out)]) != 0
     assert "cavia.lr" in capsys.readouterr().err
     assert not out.exists()
+    # Evaluated as it is, its rows name the method.
+    results = evaluate(tmp_path / "run", 2, 1, 2, seed=3, out=out)
+    assert results["meta_learner"] == "cavia"
+    assert "| all (2) | metarl (CAVIA) |" in out.with_suffix(".md").read_text()
+    from metarl.evaluation import METHOD_LABELS
+    from metarl.meta_learners import META_LEARNERS
+
+    assert set(METHOD_LABELS) == set(META_LEARNERS)  # every method's rows are named
 
 
 def test_inner_lr_refuses_learned_rates(tmp_path, capsys):
