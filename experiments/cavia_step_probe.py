@@ -40,7 +40,9 @@ def main() -> None:
     learners = {f"maml, lr {config.adaptation.lr}": MAML()}
     learners.update({f"cavia, lr {lr}": CAVIA(policy, lr) for lr in (10.0, 100.0, 1000.0)})
     moved = {}
-    with make_sampler(config.env, 4, 10, config.horizon, config.sampler) as sampler:
+    with make_sampler(
+        config.env, 4, 10, config.horizon, config.sampler, config.env_kwargs
+    ) as sampler:
         episodes = sampler.sample(policy, theta, tasks, seed=0)
         before, _ = policy_stats(policy, theta, episodes.observations)
         for name, learner in learners.items():

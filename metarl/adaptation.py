@@ -32,6 +32,7 @@ from metarl.objectives import (
     exploration_surrogate,
     gaussian_log_prob,
     inner_surrogate,
+    masked_task_mean,
     reinforce_surrogate,
 )
 from metarl.policies import Params, stacked_tasks
@@ -91,8 +92,7 @@ class RewardScale:
 
     def multipliers(self, episodes: Episodes) -> Tensor:
         """``[K]``: the factor of each task's step, from its (stacked) episodes."""
-        steps = episodes.mask.sum(dim=(-2, -1)).clamp(min=1.0)
-        reward = (episodes.rewards * episodes.mask).sum(dim=(-2, -1)) / steps
+        reward = masked_task_mean(episodes.rewards, episodes.mask)  # per step taken
         return ((self.zero_reward - reward) / self.unit).clamp(0.0, self.max_scale)
 
 

@@ -24,15 +24,22 @@ def tiny_navigation_config(**changes) -> Config:
     return dataclasses.replace(small, **changes)
 
 
+def spy(monkeypatch, owner, name: str) -> list[tuple]:
+    """Wrap ``owner.name`` so that it records the positional arguments of every call (for a
+    function set on a class, the instance first) and returns what the original returns."""
+    calls: list[tuple] = []
+    real = getattr(owner, name)
+
+    def wrapper(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, wrapper)
+    return calls
+
+
 def train_seeing_settings(trainer, monkeypatch) -> list:
     """Train ``trainer`` and return the ``AdaptationSettings`` each meta-step was handed."""
-    seen = []
-    real = trainer.meta_optimizer.step
-
-    def spy(policy, batch, settings, *learner):
-        seen.append(settings)
-        return real(policy, batch, settings, *learner)
-
-    monkeypatch.setattr(trainer.meta_optimizer, "step", spy)
+    calls = spy(monkeypatch, trainer.meta_optimizer, "step")  # (policy, batch, settings, ...)
     trainer.train()
-    return seen
+    return [args[2] for args in calls]

@@ -11,7 +11,7 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 import torch
-from conftest import CONFIGS, tiny_navigation_config
+from conftest import CONFIGS, spy, tiny_navigation_config
 
 from metarl.adaptation import adapt_for_sampling
 from metarl.checkpoint import load_checkpoint
@@ -378,16 +378,9 @@ def test_the_random_baseline_sees_the_observation_as_the_run_does(tmp_path, monk
         policy=dataclasses.replace(tiny_navigation_config().policy, obs_normalization=True),
     )
     Trainer(config, tmp_path / "run", progress=False).train()
-    seen = []
-    real = evaluation_module.adaptation_curve
-
-    def spy(candidate, *args, **kwargs):
-        seen.append(candidate)
-        return real(candidate, *args, **kwargs)
-
-    monkeypatch.setattr(evaluation_module, "adaptation_curve", spy)
+    calls = spy(monkeypatch, evaluation_module, "adaptation_curve")
     evaluate(tmp_path / "run", 2, 0, 2, seed=3, out=tmp_path / "r.json")
-    trained, random_policy = seen
+    trained, random_policy = (args[0] for args in calls)
     assert trained.obs_count > 0 and not torch.equal(
         trained.obs_mean, torch.zeros_like(trained.obs_mean)
     )

@@ -6,6 +6,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import yaml
+from conftest import spy
 from matplotlib.figure import Figure
 
 from metarl.plotting import group_runs, plot_runs, read_progress
@@ -30,17 +31,10 @@ def test_two_seeds_of_one_config_make_one_band(tmp_path, monkeypatch):
     runs = [_run(tmp_path, "nav-s0", seed=0), _run(tmp_path, "nav-s1", seed=1, rows=3)]
     groups = group_runs(runs)
     assert groups == [("Navigation2D-v0", runs)]
-    figures = []
-    real_savefig = Figure.savefig
-
-    def keep(fig, *args, **kwargs):
-        figures.append(fig)
-        return real_savefig(fig, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", keep)
+    saved = spy(monkeypatch, Figure, "savefig")  # (figure, path, ...) per call
     out = plot_runs(runs, tmp_path / "plots" / "curves.png")
     assert iio.imread(out).ndim == 3
-    (ax,) = figures[0].axes
+    (ax,) = saved[0][0].axes
     # What was drawn: per phase the mean over the seeds where both ran (iterations 0-2),
     # the one seed after; a min-max band between the two seeds' values.
     post = {line.get_label(): line for line in ax.lines}["Navigation2D-v0 (2 runs), post"]
