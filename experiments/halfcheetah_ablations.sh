@@ -50,6 +50,13 @@ declare -A keys=(
   # policy already runs takes a smaller step than the other, which breaks the symmetry of
   # theta +- lr * g that one shared step size imposes on the two tasks
   [reward-step-dir]="init_from=$shipped adaptation.reward_scaled_step.zero_reward=6 adaptation.reward_scaled_step.unit=4"
+  # from the finished shipped run, MAML++'s learned per-tensor inner rates (starting at the
+  # shipped 0.1, so the first iteration adapts as the shipped run does)
+  [continue-learn-lr]="init_from=$shipped adaptation.learn_lr=true"
+  # the same with Meta-SGD's rates, one per parameter entry: the step is theta +- alpha * g with
+  # alpha meta-trained entry by entry, so the two directions' steps need no longer be one
+  # direction's scaled copy in every tensor
+  [continue-meta-sgd]="init_from=$shipped adaptation.learn_lr=true adaptation.learn_lr_per_parameter=true"
   # from the finished shipped run, the meta-loss over the 75% of each meta-batch's tasks that
   # adapt worst (DR-MAML's tail-task risk): on HalfCheetahDir every forward task and the worst
   # backward ones, so the meta-step serves the direction that adapts worse

@@ -340,6 +340,11 @@ class AdaptationConfig(_Checked):
     learn_lr: bool = False
     """MAML++'s learned inner rates: one rate per parameter tensor and step, starting at ``lr``
     and meta-trained with the policy (Antoniou et al. 2019, section 4, LSLR); meta_learner maml."""
+    learn_lr_per_parameter: bool = False
+    """Meta-SGD's learned rates (Li et al. 2017, arXiv 1707.09835): one rate per parameter
+    entry and step instead of one per tensor, so the inner step is ``theta - alpha * grad``
+    with ``alpha`` the shape of ``theta`` (a meta-learned direction and size). Needs
+    ``learn_lr``."""
     multi_step_loss_iterations: int = 0
     """MAML++'s multi-step loss: for the first N iterations the meta-loss sums the surrogate
     after every inner step, weights annealed toward the last step; 0 turns it off. Needs
@@ -360,6 +365,12 @@ class AdaptationConfig(_Checked):
         _positive(self.steps, "steps")
         _non_negative(self.first_order_iterations, "first_order_iterations")
         _non_negative(self.multi_step_loss_iterations, "multi_step_loss_iterations")
+        if self.learn_lr_per_parameter and not self.learn_lr:
+            raise _err(
+                "learn_lr_per_parameter",
+                "shapes the learned inner rates, and learn_lr is false; set learn_lr: true "
+                "(Meta-SGD) or learn_lr_per_parameter: false",
+            )
         if self.multi_step_loss_iterations and self.steps < 2:
             raise _err(
                 "multi_step_loss_iterations",

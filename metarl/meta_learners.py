@@ -79,7 +79,9 @@ class MAML:
     scalar per parameter tensor and inner step, starting at ``lr`` and meta-trained
     with the policy (they join :meth:`meta_parameters`, so TRPO's natural gradient
     and trust region and PPO's Adam cover them). They are not constrained, as in
-    MAML++.
+    MAML++. With ``per_parameter`` as well there is one rate per parameter entry (Meta-SGD,
+    Li et al. 2017, arXiv 1707.09835): ``alpha`` has theta's shapes, so meta-training sets
+    the inner step's direction as well as its size.
 
     It is also the base of the others: each overrides the part it changes.
 
@@ -88,6 +90,7 @@ class MAML:
         lr: the inner step size, one or one per step (the learned rates' start).
         steps: inner steps.
         learn_lr: learn the rates.
+        per_parameter: one learned rate per parameter entry (Meta-SGD), not per tensor.
     """
 
     name: ClassVar[str] = "maml"
@@ -100,8 +103,11 @@ class MAML:
         lr: float | Sequence[float] = 0.1,
         steps: int = 1,
         learn_lr: bool = False,
+        per_parameter: bool = False,
     ) -> None:
         self.learned_lrs: list[dict[str, Tensor]] | None = None
+        if per_parameter and not learn_lr:
+            raise ValueError("per_parameter shapes the learned rates; it needs learn_lr")
         if learn_lr:
             if policy is None:
                 raise ValueError(
@@ -109,7 +115,12 @@ class MAML:
                 )
             own = params_of(policy)
             self.learned_lrs = [
-                {n: torch.tensor(rate, dtype=p.dtype, requires_grad=True) for n, p in own.items()}
+                {
+                    n: torch.full(
+                        p.shape if per_parameter else (), rate, dtype=p.dtype
+                    ).requires_grad_()
+                    for n, p in own.items()
+                }
                 for rate in step_sizes(lr, steps)
             ]
 
@@ -117,7 +128,7 @@ class MAML:
     def from_config(cls, config: Config, policy: nn.Module) -> MAML:
         """The learner a run's config describes, for ``policy``."""
         a = config.adaptation
-        return cls(policy, a.lr, a.steps, a.learn_lr)
+        return cls(policy, a.lr, a.steps, a.learn_lr, a.learn_lr_per_parameter)
 
     @classmethod
     def check_config(cls, config: Config) -> None:
@@ -306,11 +317,12 @@ class MAML:
     # --- logging and checkpoints ---------------------------------------------------------------
     def metrics(self) -> dict[str, float]:
         """Values for ``progress.csv`` beyond the meta-optimizer's: the learned rates, as
-        ``inner_lr<step>/<parameter>`` (none for plain MAML)."""
+        ``inner_lr<step>/<parameter>`` (a tensor's mean rate with Meta-SGD's per-parameter
+        ones; none for plain MAML)."""
         if self.learned_lrs is None:
             return {}
         return {
-            f"inner_lr{k}/{n}": float(r.detach())
+            f"inner_lr{k}/{n}": float(r.detach().mean())
             for k, step in enumerate(self.learned_lrs)
             for n, r in step.items()
         }
@@ -334,6 +346,12 @@ class MAML:
             return
         if [list(s) for s in saved] != [list(s) for s in self.learned_lrs]:
             raise ValueError("the checkpoint's learned inner rates are for other steps or tensors")
+        shapes = [[tuple(r.shape) for r in s.values()] for s in self.learned_lrs]
+        if [[tuple(r.shape) for r in s.values()] for s in saved] != shapes:
+            raise ValueError(
+                "the checkpoint's learned inner rates have other shapes than "
+                "adaptation.learn_lr_per_parameter gives (per tensor or per parameter entry)"
+            )
         with torch.no_grad():  # in place: the meta-optimizers hold these tensors
             for mine, theirs in zip(self.learned_lrs, saved, strict=True):
                 for n, r in mine.items():

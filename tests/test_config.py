@@ -383,6 +383,7 @@ BAD = [
     ("policy.init_std", 0, ["positive"]),
     ("policy.context_dim", -1, ["non-negative"]),
     ("cavia.lr", 0, ["positive"]),
+    ("adaptation.learn_lr_per_parameter", True, ["learn_lr is false", "learn_lr: true"]),
     ("tail_fraction", 0, ["(0, 1]"]),
     ("tail_fraction", 1.5, ["(0, 1]"]),
     ("adaptation.reward_scaled_step.unit", 0, ["positive"]),

@@ -298,13 +298,17 @@ def test_imaml_keeps_the_direct_gradient_of_terms_that_read_theta(monkeypatch):
 # --- MAML++: learned per-tensor, per-step inner rates ---------------------------------------
 
 
-def _learned_rate_learner(policy, lrs=(0.3, 0.2)) -> MAML:
-    """A learn_lr MAML whose rates differ across tensors (so no rate is shared by accident)."""
-    learner = MAML(policy, list(lrs), len(lrs), learn_lr=True)
+def _learned_rate_learner(policy, lrs=(0.3, 0.2), per_parameter=False) -> MAML:
+    """A learn_lr MAML whose rates differ across tensors (so no rate is shared by accident),
+    and with ``per_parameter`` (Meta-SGD) across the entries of each tensor too."""
+    learner = MAML(policy, list(lrs), len(lrs), learn_lr=True, per_parameter=per_parameter)
+    spread = torch.Generator().manual_seed(5)
     with torch.no_grad():
         for k, step in enumerate(learner.learned_lrs):
             for i, rate in enumerate(step.values()):
                 rate.mul_(1.0 + 0.25 * i - 0.1 * k)
+                if per_parameter:
+                    rate.mul_(0.5 + torch.rand(rate.shape, dtype=rate.dtype, generator=spread))
     return learner
 
 
@@ -330,41 +334,46 @@ def _rates_by_hand(policy, batch, rates, x: torch.Tensor) -> torch.Tensor:
     return outer_surrogate(log_probs, post.log_probs, batch.post_advantages, post.mask).mean()
 
 
-@pytest.mark.parametrize("steps", [1, 2])
-def test_learned_rate_meta_gradient_matches_finite_differences(monkeypatch, steps):
+@pytest.mark.parametrize(("steps", "per_parameter"), [(1, False), (2, False), (1, True), (2, True)])
+def test_learned_rate_meta_gradient_matches_finite_differences(monkeypatch, steps, per_parameter):
     """TRPO's meta-gradient over theta and every learned rate, against central differences in
-    float64 of the post-adaptation surrogate written out with per-tensor rates."""
+    float64 of the post-adaptation surrogate written out with the rates (per tensor, or per
+    entry: Meta-SGD's)."""
     policy = tiny_policy()
     batch = synthetic_batch(policy) if steps == 1 else _two_step_batch(policy)
-    learner = _learned_rate_learner(policy, [0.3, 0.2][:steps])
+    learner = _learned_rate_learner(policy, [0.3, 0.2][:steps], per_parameter)
     adaptation = AdaptationSettings(lr=[0.3, 0.2][:steps], steps=steps)
     grad = _meta_gradient_of(policy, batch, adaptation, learner, monkeypatch)
     x = flat([p.detach() for p in learner.meta_parameters(policy)])
     n_theta = sum(p.numel() for p in policy.parameters())
-    assert len(grad) == len(x) == n_theta + 5 * steps  # 5 tensors, one rate each per step
+    # 5 tensors, one rate each per step, or one per entry
+    assert len(grad) == len(x) == n_theta + (n_theta if per_parameter else 5) * steps
 
     def value(y):
         return _rates_by_hand(policy, batch, learner.learned_lrs, y).item()
 
     fd = _central_difference_gradient(value, x)
     assert ((grad - fd).norm() / fd.norm()).item() < 1e-6
-    assert (grad[n_theta:].abs() > 1e-6).all(), "every rate has its own gradient"
+    if per_parameter:  # an entry whose inner gradient is zero (a std's, say) has none
+        assert (grad[n_theta:].abs() > 1e-6).float().mean() > 0.5
+    else:
+        assert (grad[n_theta:].abs() > 1e-6).all(), "every rate has its own gradient"
     # The rates' part is not a theta-only gradient with zeros appended: the check can fail.
     fixed = _meta_gradient_of(policy, batch, adaptation, MAML(), monkeypatch)
     assert ((fixed - fd[:n_theta]).norm() / fd[:n_theta].norm()).item() > 1e-3
 
 
-@pytest.mark.parametrize("steps", [1, 2])
-def test_learned_rate_curvature_products_equal_the_exact_kl_hessian(steps):
-    """gauss_newton with learned rates is the exact KL Hessian over (theta, rates); so is
-    adapted_fisher for first-order adaptation, and not for second order."""
+@pytest.mark.parametrize(("steps", "per_parameter"), [(1, False), (2, False), (1, True), (2, True)])
+def test_learned_rate_curvature_products_equal_the_exact_kl_hessian(steps, per_parameter):
+    """gauss_newton with learned rates (per tensor or per entry) is the exact KL Hessian over
+    (theta, rates); so is adapted_fisher for first-order adaptation, and not for second order."""
     from metarl.meta_optimizers.trpo import adapted_fisher_fvp, exact_fvp, gauss_newton_fvp, mean_kl
 
     policy = tiny_policy()
     batch = synthetic_batch(policy) if steps == 1 else _two_step_batch(policy)
     theta = dict(policy.named_parameters())
     for first_order in (False, True):
-        learner = _learned_rate_learner(policy, [0.3, 0.2][:steps])
+        learner = _learned_rate_learner(policy, [0.3, 0.2][:steps], per_parameter)
         settings = AdaptationSettings(lr=[0.3, 0.2][:steps], steps=steps, first_order=first_order)
         params = learner.meta_parameters(policy)
         trace, mean, std = learner.adapted_stats(policy, theta, batch, settings)
@@ -398,7 +407,37 @@ def test_learned_rates_move_with_the_policy(make):
     assert MAML(policy).metrics() == {}
 
 
-def test_learned_rates_are_used_for_sampling_and_evaluation():
+@pytest.mark.parametrize("make", [TRPO, lambda: PPO(lr=1e-2, epochs=3)], ids=["trpo", "ppo"])
+def test_meta_sgd_rates_move_entry_by_entry(make):
+    """Meta-SGD's rates have theta's shapes and the meta-step moves their entries apart (the
+    inner step's direction is learned); progress.csv gets each tensor's mean rate."""
+    policy = tiny_policy()
+    learner = MAML(policy, 0.3, 1, learn_lr=True, per_parameter=True)
+    rates = learner.learned_lrs[0]
+    assert {n: r.shape for n, r in rates.items()} == {
+        n: p.shape for n, p in policy.named_parameters()
+    }
+    make().step(policy, synthetic_batch(policy), AdaptationSettings(lr=0.3), learner)
+    weight = rates["mean.0.weight"].detach()
+    assert weight.std() > 0 and (weight != 0.3).float().mean() > 0.5
+    assert learner.metrics()["inner_lr0/mean.0.weight"] == pytest.approx(float(weight.mean()))
+    with pytest.raises(ValueError, match="needs learn_lr"):
+        MAML(policy, 0.3, 1, per_parameter=True)
+
+
+def test_learned_rates_of_another_shape_are_refused_on_load():
+    """A per-tensor checkpoint does not load into Meta-SGD's rates (nor the reverse): copying
+    would broadcast one rate over every entry without a word."""
+    policy = tiny_policy()
+    per_tensor = MAML(policy, 0.3, 1, learn_lr=True)
+    per_entry = MAML(policy, 0.3, 1, learn_lr=True, per_parameter=True)
+    for source, target in ((per_tensor, per_entry), (per_entry, per_tensor)):
+        with pytest.raises(ValueError, match="other shapes"):
+            target.load_state_dict(source.state_dict())
+
+
+@pytest.mark.parametrize("per_parameter", [False, True])
+def test_learned_rates_are_used_for_sampling_and_evaluation(per_parameter):
     """Sampling (and evaluation, which adapts through the same call) steps with the learned
     rates, tensor by tensor; past the trained steps with half the last step's rates."""
     from metarl.adaptation import compute_advantages, inner_loss
@@ -406,7 +445,7 @@ def test_learned_rates_are_used_for_sampling_and_evaluation():
 
     policy = tiny_policy()
     batch = synthetic_batch(policy)
-    learner = _learned_rate_learner(policy, [0.3])
+    learner = _learned_rate_learner(policy, [0.3], per_parameter)
     settings = AdaptationSettings(lr=0.3)
     theta = {n: p.detach() for n, p in policy.named_parameters()}
     advantages, phi = learner.adapt_for_sampling(
@@ -432,9 +471,8 @@ def test_learned_rates_are_used_for_sampling_and_evaluation():
     for (n, p), g in zip(theta.items(), grads, strict=True):
         torch.testing.assert_close(phi[n], p - rates[n].detach() * g)
     later = learner.step_size(settings, 1)
-    assert {n: float(r) for n, r in later.items()} == {
-        n: float(r.detach()) / 2 for n, r in rates.items()
-    }
+    for n, r in rates.items():
+        torch.testing.assert_close(later[n], r.detach() / 2, rtol=0, atol=0)
     assert MAML().step_size(settings, 0) == 0.3
 
 
@@ -699,6 +737,15 @@ METHODS = {
         "adaptation": {"learn_lr": True},
         "meta_optimizer": {"name": "ppo", "epochs": 2},
     },
+    # Meta-SGD: one learned rate per parameter entry, under TRPO's curvature and PPO's Adam.
+    "meta-sgd": {
+        "adaptation": {"learn_lr": True, "learn_lr_per_parameter": True},
+        "meta_optimizer": {"name": "trpo", "fvp": "gauss_newton"},
+    },
+    "meta-sgd-ppo": {
+        "adaptation": {"learn_lr": True, "learn_lr_per_parameter": True},
+        "meta_optimizer": {"name": "ppo", "epochs": 2},
+    },
     "reptile": {"meta_learner": "reptile"},
     # Each task's step sized by its mean reward (Navigation2D's: minus the distance to the goal).
     "maml-reward-step": {"adaptation": {"reward_scaled_step": {"zero_reward": -0.05, "unit": 0.2}}},
@@ -812,6 +859,10 @@ LEARNING = {
     ),
     "imaml": (["meta_learner=imaml", *SMALLER], 30.0),
     "maml-learned-lr": (["adaptation.learn_lr=true", *SMALLER], 30.0),
+    "meta-sgd": (
+        ["adaptation.learn_lr=true", "adaptation.learn_lr_per_parameter=true", *SMALLER],
+        30.0,
+    ),
     "maml++": (
         [
             "adaptation.learn_lr=true",

@@ -189,7 +189,8 @@ def _learned_rate_fisher_fvp(
     through_adaptation: bool,
     step_sizes: Sequence[Mapping[str, Tensor]],
 ) -> Callable[[Tensor], Tensor]:
-    """:func:`output_fisher_fvp` with learned per-tensor rates among the parameters."""
+    """:func:`output_fisher_fvp` with learned rates among the parameters (one per tensor, or
+    one per entry: Meta-SGD's)."""
     names = list(trace[0])
     num_tasks, count = mask.shape[0], len(names)
     phi = list(trace[-1].values())
@@ -224,7 +225,9 @@ def _learned_rate_fisher_fvp(
             at_phi = torch.autograd.grad(outputs, phi, u, retain_graph=True)
             jtu = [g.sum(0) for g in at_phi]
             jtu += [
-                -(g * x).sum() for grads in inner_grads for g, x in zip(grads, at_phi, strict=True)
+                -(g * x).sum(0).sum_to_size(r.shape)
+                for grads, rate in zip(inner_grads, rates, strict=True)
+                for g, x, r in zip(grads, at_phi, rate, strict=True)
             ]
         return flat(jtu) + damping * v
 
