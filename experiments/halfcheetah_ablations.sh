@@ -53,10 +53,16 @@ declare -A keys=(
   # from the finished shipped run, MAML++'s learned per-tensor inner rates (starting at the
   # shipped 0.1, so the first iteration adapts as the shipped run does)
   [continue-learn-lr]="init_from=$shipped adaptation.learn_lr=true"
-  # the same with Meta-SGD's rates, one per parameter entry: the step is theta +- alpha * g with
-  # alpha meta-trained entry by entry, so the two directions' steps need no longer be one
-  # direction's scaled copy in every tensor
+  # the same with Meta-SGD's rates, one per parameter entry: the step is theta - alpha * g with
+  # alpha meta-trained entry by entry, so meta-training picks the step's direction as well as
+  # its size in each tensor
   [continue-meta-sgd]="init_from=$shipped adaptation.learn_lr=true adaptation.learn_lr_per_parameter=true"
+  # the continuations above start Adam afresh (as they ran): its first meta-step moves every
+  # coordinate by the meta lr at once and shocked the converged policy (mean KL 900 to 4e10 on
+  # iteration 0). These carry the source run's Adam moments (init_from_optimizer): the shipped
+  # run continued as it was, and with MAML++'s learned per-tensor rates
+  [continue-warm]="init_from=$shipped init_from_optimizer=true"
+  [continue-learn-lr-warm]="init_from=$shipped init_from_optimizer=true adaptation.learn_lr=true"
   # from the finished shipped run, the meta-loss over the 75% of each meta-batch's tasks that
   # adapt worst (DR-MAML's tail-task risk): on HalfCheetahDir every forward task and the worst
   # backward ones, so the meta-step serves the direction that adapts worse

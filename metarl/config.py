@@ -596,9 +596,16 @@ class Config(_Checked):
     """A warm start: the run directory (as ``metarl train`` sees it from where it runs) whose
     latest checkpoint's policy parameters, its learned std included, start this run. Its policy
     must have this config's env dimensions, ``hidden_sizes``, ``activation``, ``action_scale``
-    and ``obs_normalization`` (its observation statistics come with it); the meta-optimizer,
-    iterations and env steps start afresh. null: the
+    and ``obs_normalization`` (its observation statistics come with it); the meta-optimizer
+    (unless ``init_from_optimizer``), iterations and env steps start afresh. null: the
     policy starts from ``policy.init``."""
+    init_from_optimizer: bool = False
+    """With ``init_from``, start PPO's Adam moments for the policy's parameters from the source
+    run's (both runs PPO), so the warm start continues the source's meta-steps. Fresh Adam's
+    first steps move every coordinate by ``lr`` at once whatever its gradient: continuing the
+    converged HalfCheetahDir runs that way, the first meta-step moved the adapted policy by a
+    mean KL of 900 to 4e10 (``false``, the behaviour before this key, which the committed
+    continuations ran with)."""
 
     @property
     def normalize_inner_advantages(self) -> bool:
@@ -620,6 +627,18 @@ class Config(_Checked):
         if not 0 <= self.gae_lambda <= 1:
             raise _err("gae_lambda", f"must be in [0, 1], got {self.gae_lambda!r}")
         _positive(self.baseline_reg, "baseline_reg")
+        if self.init_from_optimizer and self.init_from is None:
+            raise _err(
+                "init_from_optimizer",
+                "carries a warm start's optimizer state, and init_from is null; name the run "
+                "to start from in init_from, or set init_from_optimizer: false",
+            )
+        if self.init_from_optimizer and self.meta_optimizer.name != "ppo":
+            raise _err(
+                "init_from_optimizer",
+                f"carries PPO's Adam moments, and meta_optimizer is {self.meta_optimizer.name} "
+                "(TRPO keeps no state to carry); set it false or use meta_optimizer.name: ppo",
+            )
         from metarl.objectives import OBJECTIVES
 
         _one_of(self.objective, OBJECTIVES, "objective")

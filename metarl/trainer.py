@@ -413,6 +413,16 @@ class Trainer:
                 key="init_from",
             )
         self.policy.load_state_dict(theirs.state_dict())
+        if c.init_from_optimizer:
+            if their_config.meta_optimizer.name != "ppo":
+                raise ConfigError(
+                    f"{source} meta-trained with {their_config.meta_optimizer.name}, which keeps "
+                    "no Adam moments to carry; set init_from_optimizer: false",
+                    key="init_from_optimizer",
+                )
+            self.meta_optimizer.warm_start(
+                their_state["meta_optimizer"], count=len(list(self.policy.parameters()))
+            )
         # Where the run started, kept in its checkpoints: the source run may go on later.
         self.warm_start = {
             "run": source,

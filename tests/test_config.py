@@ -384,6 +384,7 @@ BAD = [
     ("policy.context_dim", -1, ["non-negative"]),
     ("cavia.lr", 0, ["positive"]),
     ("adaptation.learn_lr_per_parameter", True, ["learn_lr is false", "learn_lr: true"]),
+    ("init_from_optimizer", True, ["init_from is null"]),
     ("tail_fraction", 0, ["(0, 1]"]),
     ("tail_fraction", 1.5, ["(0, 1]"]),
     ("adaptation.reward_scaled_step.unit", 0, ["positive"]),

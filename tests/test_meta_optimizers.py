@@ -458,6 +458,44 @@ def test_ppo_state_dict_round_trip_gives_identical_steps():
     assert not torch.allclose(_flat_params(policy_c), _flat_params(policy_a))
 
 
+def test_ppo_warm_start_takes_the_source_optimizers_steps():
+    """Carrying a source PPO's moments for the policy's tensors: the same next step as the
+    source's own (fresh Adam moves elsewhere); a meta-parameter past ``count`` (a learned
+    rate) starts fresh; moments of other shapes are refused."""
+    from metarl.meta_learners import MAML
+
+    policy_a, policy_b, policy_c = tiny_policy(), tiny_policy(), tiny_policy()
+    batch = synthetic_batch(policy_a)
+    adaptation = AdaptationSettings(lr=0.3)
+    source = PPO(lr=1e-2, epochs=2)
+    source.step(policy_a, batch, adaptation)
+    policy_b.load_state_dict(policy_a.state_dict())
+    policy_c.load_state_dict(policy_a.state_dict())
+    count = len(list(policy_a.parameters()))
+    warm = PPO(lr=1e-2, epochs=2)
+    warm.warm_start(source.state_dict(), count)
+    source.step(policy_a, batch, adaptation)
+    warm.step(policy_b, batch, adaptation)
+    assert torch.equal(_flat_params(policy_a), _flat_params(policy_b))
+    assert warm.num_steps == 1  # its own count
+    PPO(lr=1e-2, epochs=2).step(policy_c, batch, adaptation)
+    assert not torch.allclose(_flat_params(policy_c), _flat_params(policy_a))
+    # With learned rates after the policy's tensors: those start fresh (2 epochs, 2 Adam steps).
+    policy_d = tiny_policy()
+    policy_d.load_state_dict(policy_a.state_dict())
+    learner = MAML(policy_d, 0.3, 1, learn_lr=True)
+    rated = PPO(lr=1e-2, epochs=2)
+    rated.warm_start(source.state_dict(), count)
+    rated.step(policy_d, batch, adaptation, learner)
+    steps = [float(v["step"]) for v in rated.state_dict()["adam"]["state"].values()]
+    assert steps == [6.0] * count + [2.0] * count
+    wider = PPO(lr=1e-2, epochs=2)
+    wider.warm_start(source.state_dict(), count)
+    with pytest.raises(ValueError, match="do not fit this policy"):
+        other = GaussianMLPPolicy(3, 2, [5], "tanh", init_std=0.8).to(F64)
+        wider.step(other, synthetic_batch(other), adaptation)
+
+
 def test_trpo_state_dict_round_trip():
     policy = tiny_policy()
     optimizer = TRPO()

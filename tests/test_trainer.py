@@ -360,6 +360,36 @@ def test_init_from_a_run_that_does_not_fit_is_refused_before_anything_is_written
     assert not (tmp_path / "run").exists()
 
 
+def test_init_from_optimizer_carries_the_source_runs_adam_moments(tmp_path):
+    """With init_from_optimizer the warm start's Adam continues the source's (its step count
+    for the policy's tensors goes on from the source's); without it Adam starts afresh. A
+    TRPO source has no moments to carry: refused before anything is written."""
+    ppo = {"name": "ppo", "epochs": 2}
+    source = tmp_path / "source"
+    Trainer(tiny(iterations=2, meta_optimizer=ppo), source, progress=False).train()
+
+    def adam_steps(run):
+        state = load_checkpoint(run)["meta_optimizer"]["adam"]["state"]
+        return sorted({float(v["step"]) for v in state.values()})
+
+    assert adam_steps(source) == [4.0]
+    for carry, expected in ((True, [6.0]), (False, [2.0])):
+        config = tiny(iterations=1, meta_optimizer=ppo, init_from=str(source))
+        config = dataclasses.replace(config, init_from_optimizer=carry)
+        Trainer(config, tmp_path / f"warm-{carry}", progress=False).train()
+        assert adam_steps(tmp_path / f"warm-{carry}") == expected
+    trpo_source = tmp_path / "trpo"
+    Trainer(tiny(iterations=1), trpo_source, progress=False).train()
+    config = tiny(meta_optimizer=ppo, init_from=str(trpo_source))
+    with pytest.raises(ConfigError, match=r"^init_from_optimizer: .*trpo"):
+        Trainer(
+            dataclasses.replace(config, init_from_optimizer=True), tmp_path / "no", progress=False
+        )
+    assert not (tmp_path / "no").exists()
+    with pytest.raises(ConfigError, match=r"^init_from_optimizer: .*TRPO keeps no state"):
+        tiny(init_from=str(source), init_from_optimizer=True)  # this run's optimizer is TRPO
+
+
 def test_init_from_must_name_a_directory():
     with pytest.raises(ConfigError, match="init_from"):
         tiny(init_from=" ")

@@ -48,6 +48,7 @@ class PPO:
         self.num_steps = 0
         self._adam: torch.optim.Adam | None = None
         self._pending_adam_state: dict[str, Any] | None = None
+        self._warm_moments: list[dict[str, Tensor]] | None = None
 
     def _optimizer(self, params: list[Tensor]) -> torch.optim.Adam:
         # Adam is bound to the policy on the first step (the policy arrives with it).
@@ -56,6 +57,15 @@ class PPO:
             if self._pending_adam_state is not None:
                 self._adam.load_state_dict(self._pending_adam_state)
                 self._pending_adam_state = None
+            elif self._warm_moments is not None:
+                for p, moments in zip(params, self._warm_moments, strict=False):
+                    if moments["exp_avg"].shape != p.shape:
+                        raise ValueError(
+                            "the warm start's Adam moments do not fit this policy "
+                            f"({tuple(moments['exp_avg'].shape)} there, {tuple(p.shape)} here)"
+                        )
+                    self._adam.state[p] = {k: v.clone() for k, v in moments.items()}
+                self._warm_moments = None
         bound = self._adam.param_groups[0]["params"]
         if len(bound) != len(params) or any(a is not b for a, b in zip(bound, params, strict=True)):
             raise ValueError("this PPO meta-optimizer was first used with a different policy")
@@ -150,6 +160,26 @@ class PPO:
         """Adam's moments and the step counter (``adam`` is ``None`` before the first step)."""
         adam = self._adam.state_dict() if self._adam is not None else self._pending_adam_state
         return {"num_steps": self.num_steps, "adam": copy.deepcopy(adam)}
+
+    def warm_start(self, state: dict[str, Any], count: int) -> None:
+        """Start Adam's moments for the first ``count`` meta-parameters (the policy's) from a
+        source run's PPO ``state`` (:meth:`state_dict`); the others (learned rates, say) and
+        the learning rate and step counter of this optimizer start as configured.
+
+        Without it a warm start's first steps are fresh Adam's, ``lr`` times the gradient's
+        sign in every coordinate at once whatever the gradient's size: on a converged
+        HalfCheetahDir policy (seed 1 at 500 iterations) that first meta-step moved the
+        adapted policy by a mean KL of 2,000 to 4e10.
+        """
+        adam = state.get("adam")
+        if adam is None:  # the source never stepped: nothing to carry
+            return
+        saved, indices = adam["state"], adam["param_groups"][0]["params"][:count]
+        self._warm_moments = [
+            {k: v.detach().clone() for k, v in saved[i].items()} for i in indices if i in saved
+        ]
+        if len(self._warm_moments) != len(indices):
+            self._warm_moments = None  # a source whose Adam never reached every tensor
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.num_steps = int(state["num_steps"])
