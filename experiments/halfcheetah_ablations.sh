@@ -62,6 +62,8 @@ declare -A keys=(
   # iteration 0). These carry the source run's Adam moments (init_from_optimizer): the shipped
   # run continued as it was, and with MAML++'s learned per-tensor rates
   [continue-warm]="init_from=$shipped init_from_optimizer=true"
+  # the control of the fresh-Adam continuations: the shipped run restarted with nothing changed
+  [continue-restart]="init_from=$shipped"
   [continue-learn-lr-warm]="init_from=$shipped init_from_optimizer=true adaptation.learn_lr=true"
   # from the finished shipped run, the meta-loss over the 75% of each meta-batch's tasks that
   # adapt worst (DR-MAML's tail-task risk): on HalfCheetahDir every forward task and the worst
