@@ -439,7 +439,11 @@ def test_ppo_restores_params_and_adam_when_a_later_epoch_goes_nan(monkeypatch):
             assert torch.equal(after[key][name], value[name])
 
 
-def test_ppo_state_dict_round_trip_gives_identical_steps():
+def _continue_a_ppo(start) -> tuple[PPO, PPO, GaussianMLPPolicy]:
+    """A PPO that stepped once; a second PPO given its state by ``start(second, state,
+    count)``; both then step copies of the policy on the same batch and must land on the same
+    parameters, where a fresh Adam, without the moments, lands elsewhere (the check can fail).
+    Returns the two optimizers and the first's policy."""
     policy_a, policy_b, policy_c = tiny_policy(), tiny_policy(), tiny_policy()
     batch = synthetic_batch(policy_a)
     adaptation = AdaptationSettings(lr=0.3)
@@ -448,38 +452,30 @@ def test_ppo_state_dict_round_trip_gives_identical_steps():
     policy_b.load_state_dict(policy_a.state_dict())
     policy_c.load_state_dict(policy_a.state_dict())
     second = PPO(lr=1e-2, epochs=2)
-    second.load_state_dict(first.state_dict())  # before its Adam exists
-    assert second.num_steps == 1
+    start(second, first.state_dict(), len(list(policy_a.parameters())))  # before its Adam exists
     first.step(policy_a, batch, adaptation)
     second.step(policy_b, batch, adaptation)
     assert torch.equal(_flat_params(policy_a), _flat_params(policy_b))
-    # A fresh Adam, without the moments, moves elsewhere: the check can fail.
     PPO(lr=1e-2, epochs=2).step(policy_c, batch, adaptation)
     assert not torch.allclose(_flat_params(policy_c), _flat_params(policy_a))
+    return first, second, policy_a
+
+
+def test_ppo_state_dict_round_trip_gives_identical_steps():
+    _, second, _ = _continue_a_ppo(lambda ppo, state, count: ppo.load_state_dict(state))
+    assert second.num_steps == 2  # the source's step and its own
 
 
 def test_ppo_warm_start_takes_the_source_optimizers_steps():
     """Carrying a source PPO's moments for the policy's tensors: the same next step as the
-    source's own (fresh Adam moves elsewhere); a meta-parameter past ``count`` (a learned
-    rate) starts fresh; moments of other shapes are refused."""
+    source's own; a meta-parameter past ``count`` (a learned rate) starts fresh; moments of
+    other shapes are refused."""
     from metarl.meta_learners import MAML
 
-    policy_a, policy_b, policy_c = tiny_policy(), tiny_policy(), tiny_policy()
-    batch = synthetic_batch(policy_a)
-    adaptation = AdaptationSettings(lr=0.3)
-    source = PPO(lr=1e-2, epochs=2)
-    source.step(policy_a, batch, adaptation)
-    policy_b.load_state_dict(policy_a.state_dict())
-    policy_c.load_state_dict(policy_a.state_dict())
-    count = len(list(policy_a.parameters()))
-    warm = PPO(lr=1e-2, epochs=2)
-    warm.warm_start(source.state_dict(), count)
-    source.step(policy_a, batch, adaptation)
-    warm.step(policy_b, batch, adaptation)
-    assert torch.equal(_flat_params(policy_a), _flat_params(policy_b))
+    source, warm, policy_a = _continue_a_ppo(lambda ppo, state, count: ppo.warm_start(state, count))
     assert warm.num_steps == 1  # its own count
-    PPO(lr=1e-2, epochs=2).step(policy_c, batch, adaptation)
-    assert not torch.allclose(_flat_params(policy_c), _flat_params(policy_a))
+    count = len(list(policy_a.parameters()))
+    batch, adaptation = synthetic_batch(policy_a), AdaptationSettings(lr=0.3)
     # With learned rates after the policy's tensors: those start fresh (2 epochs, 2 Adam steps).
     policy_d = tiny_policy()
     policy_d.load_state_dict(policy_a.state_dict())
