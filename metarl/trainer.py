@@ -420,9 +420,15 @@ class Trainer:
                     "no Adam moments to carry; set init_from_optimizer: false",
                     key="init_from_optimizer",
                 )
-            self.meta_optimizer.warm_start(
-                their_state["meta_optimizer"], count=len(list(self.policy.parameters()))
-            )
+            try:
+                self.meta_optimizer.warm_start(
+                    their_state["meta_optimizer"], count=len(list(self.policy.parameters()))
+                )
+            except ValueError as err:
+                raise ConfigError(
+                    f"cannot carry {source}'s optimizer: {err}; set init_from_optimizer: false",
+                    key="init_from_optimizer",
+                ) from None
         # Where the run started, kept in its checkpoints: the source run may go on later.
         self.warm_start = {
             "run": source,

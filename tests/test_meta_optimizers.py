@@ -490,6 +490,8 @@ def test_ppo_warm_start_takes_the_source_optimizers_steps():
     with pytest.raises(ValueError, match="do not fit this policy"):
         other = GaussianMLPPolicy(3, 2, [5], "tanh", init_std=0.8).to(F64)
         wider.step(other, synthetic_batch(other), adaptation)
+    with pytest.raises(ValueError, match="no Adam moments"):  # a source that never stepped
+        PPO().warm_start(PPO().state_dict(), count)
 
 
 def test_trpo_state_dict_round_trip():

@@ -386,6 +386,14 @@ def test_init_from_optimizer_carries_the_source_runs_adam_moments(tmp_path):
             dataclasses.replace(config, init_from_optimizer=True), tmp_path / "no", progress=False
         )
     assert not (tmp_path / "no").exists()
+    reptile = tmp_path / "reptile"  # PPO configured, but Reptile makes its own steps
+    Trainer(
+        tiny(iterations=1, meta_learner="reptile", meta_optimizer=ppo), reptile, progress=False
+    ).train()
+    config = tiny(meta_optimizer=ppo, init_from=str(reptile), init_from_optimizer=True)
+    with pytest.raises(ConfigError, match=r"^init_from_optimizer: .*took no PPO step"):
+        Trainer(config, tmp_path / "no", progress=False)
+    assert not (tmp_path / "no").exists()
     with pytest.raises(ConfigError, match=r"^init_from_optimizer: .*TRPO keeps no state"):
         tiny(init_from=str(source), init_from_optimizer=True)  # this run's optimizer is TRPO
 

@@ -169,17 +169,22 @@ class PPO:
         Without it a warm start's first steps are fresh Adam's, ``lr`` times the gradient's
         sign in every coordinate at once whatever the gradient's size: on a converged
         HalfCheetahDir policy (seed 1 at 500 iterations) that first meta-step moved the
-        adapted policy by a mean KL of 2,000 to 4e10.
+        adapted policy by a mean KL of 900 to 4e10.
+
+        Raises:
+            ValueError: the source holds no Adam moments for all ``count`` tensors (it never
+                took a PPO step: a Reptile run, say).
         """
         adam = state.get("adam")
-        if adam is None:  # the source never stepped: nothing to carry
-            return
-        saved, indices = adam["state"], adam["param_groups"][0]["params"][:count]
+        indices = adam["param_groups"][0]["params"][:count] if adam is not None else []
+        if len(indices) != count or any(i not in adam["state"] for i in indices):
+            raise ValueError(
+                f"the source holds no Adam moments for all {count} of the policy's tensors "
+                "(it took no PPO step)"
+            )
         self._warm_moments = [
-            {k: v.detach().clone() for k, v in saved[i].items()} for i in indices if i in saved
+            {k: v.detach().clone() for k, v in adam["state"][i].items()} for i in indices
         ]
-        if len(self._warm_moments) != len(indices):
-            self._warm_moments = None  # a source whose Adam never reached every tensor
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.num_steps = int(state["num_steps"])
