@@ -3,10 +3,10 @@
 # and tasks as experiments/results/halfcheetah-<family>/seed<SEED> (SEED=0 unless set),
 # ITERATIONS (150 unless set) each, then the held-out evaluation at step 1 against the
 # family's baselines (compare with that run's first 150 iterations and, for Dir, its
-# evaluation-150/). `anneal` and `continue-gae-0.95` instead continue the finished shipped
-# run of that seed for ITERATIONS with a third of its meta learning rate, or with GAE lambda
-# 0.95 (compare with that run's evaluation). Resumable: a run directory that exists is
-# continued.
+# evaluation-150/). The keys that set init_from (`anneal`, `continue-*`, `reward-step*`,
+# `tail-*`) instead continue the finished shipped run of that seed for ITERATIONS with the
+# one change their comment names (compare with that run's evaluation and its last
+# iterations). Resumable: a run directory that exists is continued, up to ITERATIONS.
 #   experiments/halfcheetah_ablations.sh                          # every ablation, Dir
 #   experiments/halfcheetah_ablations.sh inner-lr-0.2             # one
 #   FAMILY=vel experiments/halfcheetah_ablations.sh inner-lr-0.2  # on HalfCheetahVel
