@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
+
+from metarl.config import load_config
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -253,3 +256,17 @@ def test_widen_run_keeps_the_policys_actions_and_is_a_warm_start_source(tmp_path
     warm.close()
     with pytest.raises(SystemExit, match="none narrower"):
         script.main([str(run), str(tmp_path / "narrow"), "--hidden", "8", "20"])
+
+
+def test_every_cheetah_ablation_is_a_valid_config():
+    """Each key of halfcheetah_ablations.sh's table, with its source run, loads on both cheetah
+    configs: a misspelt or out-of-range override fails here, not an hour into a session."""
+    text = (EXPERIMENTS / "halfcheetah_ablations.sh").read_text()
+    table = dict(re.findall(r'^  \[([\w.-]+)\]="([^"]*)"', text, flags=re.MULTILINE))
+    assert {"learn-lr", "continue-learn-lr", "continue-meta-sgd", "continue-restart"} <= set(table)
+    for family in ("dir", "vel"):
+        shipped = f"experiments/results/halfcheetah-{family}/seed0"
+        for name, sets in table.items():
+            overrides = sets.replace("$shipped", shipped).split()
+            config = load_config(EXPERIMENTS / "configs" / f"halfcheetah-{family}.yaml", overrides)
+            assert (config.init_from == shipped) == ("init_from" in sets), name
