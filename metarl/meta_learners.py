@@ -147,8 +147,9 @@ class MAML:
         return {n: r.detach() / 2 for n, r in self.learned_lrs[-1].items()}
 
     def _trained_rates(self, settings: AdaptationSettings) -> list[StepSize] | None:
-        """The trained steps' per-tensor rates, one mapping per step (the learned ones, in the
-        graph), or ``None`` where every tensor steps by ``settings.lr``."""
+        """The trained steps' rates, one mapping per step from tensor name to its rate (a scalar,
+        or Meta-SGD's tensor of its shape; the learned ones in the graph), or ``None`` where every
+        tensor steps by ``settings.lr``."""
         del settings
         return self.learned_lrs
 

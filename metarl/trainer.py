@@ -413,20 +413,16 @@ class Trainer:
                 key="init_from",
             )
         self.policy.load_state_dict(theirs.state_dict())
-        if c.init_from_optimizer:
-            if their_config.meta_optimizer.name != "ppo":
-                raise ConfigError(
-                    f"{source} meta-trained with {their_config.meta_optimizer.name}, which keeps "
-                    "no Adam moments to carry; set init_from_optimizer: false",
-                    key="init_from_optimizer",
-                )
+        if c.init_from_optimizer:  # a TRPO or Reptile source has no Adam moments: refused
             try:
                 self.meta_optimizer.warm_start(
                     their_state["meta_optimizer"], count=len(list(self.policy.parameters()))
                 )
             except ValueError as err:
                 raise ConfigError(
-                    f"cannot carry {source}'s optimizer: {err}; set init_from_optimizer: false",
+                    f"cannot carry {source}'s optimizer ({their_config.meta_optimizer.name}, "
+                    f"meta_learner {their_config.meta_learner}): {err}; set init_from_optimizer: "
+                    "false",
                     key="init_from_optimizer",
                 ) from None
         # Where the run started, kept in its checkpoints: the source run may go on later.
