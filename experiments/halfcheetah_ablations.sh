@@ -65,6 +65,10 @@ declare -A keys=(
   # the control of the fresh-Adam continuations: the shipped run restarted with nothing changed
   [continue-restart]="init_from=$shipped"
   [continue-learn-lr-warm]="init_from=$shipped init_from_optimizer=true adaptation.learn_lr=true"
+  # MAML++'s learned rates (fresh Adam) with each meta-step held to a mean KL of 0.3 between the
+  # post-adaptation policies before and after it (about the shipped seed-1 run's 99th
+  # percentile): without it two steps of KL 85 and 188 turned continue-learn-lr around at 298
+  [continue-learn-lr-guard]="init_from=$shipped adaptation.learn_lr=true meta_optimizer.max_kl=0.3"
   # from the finished shipped run, the meta-loss over the 75% of each meta-batch's tasks that
   # adapt worst (DR-MAML's tail-task risk): on HalfCheetahDir every forward task and the worst
   # backward ones, so the meta-step serves the direction that adapts worse

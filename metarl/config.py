@@ -445,12 +445,18 @@ class PPOConfig(_Checked):
     """Likelihood-ratio clipping range (ProMP: 0.3)."""
     inner_kl_coeff: float = 0.0
     """Penalty on the KL between pre- and post-adaptation policies (ProMP: 5e-4)."""
+    max_kl: float = 0.0
+    """Largest accepted mean KL between the post-adaptation policies before and after a
+    meta-step (the ``kl`` column); a larger step is halved along its own direction until it
+    fits, and dropped after 10 halvings. 0 (ProMP's) bounds nothing: the clip bounds the
+    incentive, not the step."""
 
     def _check(self) -> None:
         _positive(self.lr, "lr")
         _positive(self.epochs, "epochs")
         _positive(self.clip, "clip")
         _non_negative(self.inner_kl_coeff, "inner_kl_coeff")
+        _non_negative(self.max_kl, "max_kl")
 
 
 META_OPTIMIZERS: dict[str, type[TRPOConfig] | type[PPOConfig]] = {

@@ -344,9 +344,9 @@ def test_switching_meta_optimizer_drops_the_old_keys(overrides):
 
 def test_switching_meta_optimizer_checks_new_keys():
     path = _write(yaml.safe_dump(MINIMAL))
-    with pytest.raises(ConfigError, match=re.escape("meta_optimizer.max_kl")) as info:
-        load_config(path, ["meta_optimizer.name=ppo", "meta_optimizer.max_kl=0.1"])
-    assert info.value.key == "meta_optimizer.max_kl"
+    with pytest.raises(ConfigError, match=re.escape("meta_optimizer.cg_iters")) as info:
+        load_config(path, ["meta_optimizer.name=ppo", "meta_optimizer.cg_iters=5"])
+    assert info.value.key == "meta_optimizer.cg_iters"
 
 
 def _with(key: str, value):

@@ -284,6 +284,49 @@ def test_ppo_step_changes_params_and_lowers_the_clipped_surrogate(objective):
     assert metrics["kl"] > 0 and metrics["inner_kl"] > 0
 
 
+def _ppo_steps(max_kls, lr=0.1):
+    """One PPO step of each ``max_kl`` from the same policy and batch: (the policy before,
+    [(metrics, flat params after, optimizer)])."""
+    start = tiny_policy()
+    batch = synthetic_batch(start)
+    adaptation = AdaptationSettings(lr=0.3)
+    steps = []
+    for max_kl in max_kls:
+        policy = tiny_policy()
+        policy.load_state_dict(start.state_dict())
+        optimizer = PPO(lr=lr, epochs=3, max_kl=max_kl)
+        metrics = optimizer.step(policy, batch, adaptation)
+        steps.append((metrics, _flat_params(policy), optimizer, policy))
+    return start, batch, adaptation, steps
+
+
+def test_ppo_max_kl_halves_a_step_past_the_bound_along_its_direction():
+    start, batch, adaptation, [(free, free_after, _, _)] = _ppo_steps([0.0])
+    assert "step_fraction" not in free
+    bound = free["kl"] / 10  # the unguarded step goes 10x past it
+    _, _, _, steps = _ppo_steps([bound, 10 * free["kl"]])
+    (held, held_after, _, policy), (loose, loose_after, _, _) = steps
+    before = _flat_params(start)
+    assert 0 < held["step_fraction"] < 1
+    assert 0 < held["kl"] <= bound
+    assert held_after == pytest.approx(before + held["step_fraction"] * (free_after - before))
+    measured = _measured_kl(policy, params_of(start), batch, adaptation)
+    assert measured == pytest.approx(held["kl"], rel=1e-6)
+    # A bound the step stays inside changes nothing.
+    assert loose["step_fraction"] == 1.0
+    assert torch.allclose(loose_after, free_after, rtol=0, atol=1e-12)
+
+
+def test_ppo_max_kl_drops_a_step_no_halving_brings_inside():
+    start, _, _, [(metrics, after, optimizer, _)] = _ppo_steps([1e-30])
+    assert metrics["step_fraction"] == 0.0 and metrics["kl"] == 0.0
+    assert torch.equal(after, _flat_params(start))
+    # Adam still took the epochs' gradients: the moments moved.
+    assert all(s["step"] == 3 for s in optimizer.state_dict()["adam"]["state"].values())
+    with pytest.raises(ValueError, match="max_kl"):
+        PPO(max_kl=-0.1)
+
+
 def _trpo_meta_gradient(monkeypatch, policy, batch, adaptation, **settings) -> torch.Tensor:
     """The meta-gradient TRPO.step computes: the right-hand side it hands to CG.
 

@@ -6,11 +6,15 @@ re-adapting theta (with the objective's inner surrogate, differentiably unless
 first-order) and evaluating PPO's clipped surrogate on the post-adaptation
 episodes, plus an optional penalty ``inner_kl_coeff * KL(pi_theta_old || pi_theta)``
 on the pre-adaptation observations, ProMP's trust region for the pre-update policy.
+With ``max_kl`` the whole meta-step is also held to a trust region on the
+post-adaptation policies, by TRPO's backtracking line search along the step.
 """
 
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -18,6 +22,7 @@ from torch import Tensor, nn
 
 from metarl.adaptation import AdaptationSettings, policy_stats
 from metarl.config import PPOConfig, with_settings
+from metarl.meta_optimizers.optim import backtracking_line_search, flat
 from metarl.meta_optimizers.trpo import _default_learner, check_finite, check_step_inputs, mean_kl
 from metarl.objectives import MetaBatch, clipped_surrogate, gaussian_log_prob, task_mean
 from metarl.policies import Params, params_of
@@ -26,6 +31,9 @@ if TYPE_CHECKING:
     from metarl.meta_learners import MetaLearner
 
 __all__ = ["PPO"]
+
+# The max_kl guard halves a meta-step that goes too far, up to 10 times (1/1024 of it).
+GUARD_HALVINGS = 10
 
 
 class PPO:
@@ -36,6 +44,9 @@ class PPO:
         epochs: gradient steps per meta-batch, full batch each (ProMP: 5).
         clip: likelihood-ratio clipping range (ProMP's configs: 0.3).
         inner_kl_coeff: fixed weight of the pre-update KL penalty (ProMP: 5e-4, 0 disables).
+        max_kl: bound on the mean KL between the post-adaptation policies before and after
+            the meta-step (0, ProMP's, disables): a step past it is halved along its own
+            direction until it fits, and dropped after ``GUARD_HALVINGS`` halvings.
     """
 
     def __init__(self, config: PPOConfig | None = None, **settings: Any) -> None:
@@ -45,6 +56,7 @@ class PPO:
         self.epochs = config.epochs
         self.clip = config.clip
         self.inner_kl_coeff = config.inner_kl_coeff
+        self.max_kl = config.max_kl
         self.num_steps = 0
         self._adam: torch.optim.Adam | None = None
         self._pending_adam_state: dict[str, Any] | None = None
@@ -85,7 +97,9 @@ class PPO:
 
         Metrics: ``loss_before`` (clipped surrogate at the first epoch),
         ``loss_after`` (after the last), ``kl`` (mean KL between the old and new
-        post-adaptation policies), ``inner_kl`` (pre-update KL after the step).
+        post-adaptation policies), ``inner_kl`` (pre-update KL after the step), and with
+        ``max_kl`` ``step_fraction`` (the share of the Adam steps' sum kept: 1 unless the
+        guard cut it, 0 when it dropped the step).
 
         Raises:
             FloatingPointError: NaN/inf in the parameters, the batch, a loss or a
@@ -108,6 +122,11 @@ class PPO:
             log_probs = gaussian_log_prob(mean, std, post.actions)
             per_task = clipped(log_probs, post.log_probs, batch.post_advantages, post.mask)
             return task_mean(per_task, batch, adaptation.tail_fraction)
+
+        def after_step() -> tuple[float, float]:
+            _, mean, std = stats(first_order=True)
+            kl = mean_kl(old_mean, old_std, mean, std, post.mask)
+            return float(surrogate(mean, std)), float(kl)
 
         def inner_kl() -> Tensor:
             mean, std = policy_stats(policy, params_of(policy), pre.observations)
@@ -137,6 +156,7 @@ class PPO:
                 adam.step()
                 adam.zero_grad(set_to_none=True)
             check_finite("parameters after the Adam steps", params)
+            fraction = self._guard(params, snapshot, after_step) if self.max_kl else 1.0
         except FloatingPointError:
             with torch.no_grad():
                 for p, old in zip(params, snapshot, strict=True):
@@ -146,15 +166,36 @@ class PPO:
             raise
 
         with torch.no_grad():
-            _, mean, std = stats(first_order=True)
+            loss_after, kl = after_step()
             metrics = {
                 "loss_before": loss_before,
-                "loss_after": float(surrogate(mean, std)),
-                "kl": float(mean_kl(old_mean, old_std, mean, std, post.mask)),
+                "loss_after": loss_after,
+                "kl": kl,
                 "inner_kl": float(inner_kl()),
             }
+        if self.max_kl:
+            metrics["step_fraction"] = fraction
         self.num_steps += 1
         return metrics
+
+    def _guard(
+        self,
+        params: list[Tensor],
+        snapshot: list[Tensor],
+        evaluate: Callable[[], tuple[float, float]],
+    ) -> float:
+        """Hold the epochs' summed step to ``max_kl`` (TRPO's line search on the KL alone;
+        ``evaluate`` gives the surrogate and the KL at the current parameters); returns the
+        share of the step kept. Adam's moments keep the epochs' gradients either way."""
+        with torch.no_grad():
+            step = flat([p - old for p, old in zip(params, snapshot, strict=True)])
+            for p, old in zip(params, snapshot, strict=True):
+                p.copy_(old)
+        # Any finite loss passes (loss_before = inf): only the KL decides.
+        result = backtracking_line_search(
+            params, step, evaluate, math.inf, self.max_kl, GUARD_HALVINGS + 1, 0.5
+        )
+        return 0.0 if result.fraction is None else result.fraction
 
     def state_dict(self) -> dict[str, Any]:
         """Adam's moments and the step counter (``adam`` is ``None`` before the first step)."""
