@@ -188,6 +188,9 @@ def evaluate(
         "seed": seed,
         "episodes": episodes,
         "meta_learner": config.meta_learner,  # which method's policy "metarl" is
+        # Meta-trained inner rates, or null: one rate per tensor (MAML++'s) or per entry
+        # (Meta-SGD's).
+        "learned_rates": _learned_rates(config),
         "inner_lr": config.adaptation.lr,
         # Each task's step sized by its reward (every policy adapts with it), or null: off.
         "reward_scaled_step": _reward_scaled_step(config),
@@ -309,11 +312,21 @@ def _baseline_paths(baselines_dir: str | os.PathLike[str] | None) -> dict[str, P
 
 METHOD_LABELS = {"maml": "MAML", "reptile": "Reptile", "imaml": "iMAML", "cavia": "CAVIA"}
 """How each meta-learner's row is named in the tables and plots (results of old runs: MAML)."""
+RATE_LABELS = {"per_tensor": "learned rates", "per_parameter": "Meta-SGD rates"}
+"""What a row's name adds for meta-trained inner rates (``learned_rates``)."""
+
+
+def _learned_rates(config: Config) -> str | None:
+    if not config.adaptation.learn_lr:
+        return None
+    return "per_parameter" if config.adaptation.learn_lr_per_parameter else "per_tensor"
 
 
 def _metarl_label(results: dict[str, Any]) -> str:
     name = results.get("meta_learner", "maml")
-    return f"metarl ({METHOD_LABELS.get(name, name)})"
+    label = METHOD_LABELS.get(name, name)
+    rates = results.get("learned_rates")
+    return f"metarl ({label}, {RATE_LABELS[rates]})" if rates else f"metarl ({label})"
 
 
 def markdown_table(results: dict[str, Any]) -> str:

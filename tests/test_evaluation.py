@@ -420,3 +420,21 @@ def test_inner_lr_refuses_learned_rates(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "run"), "--inner-lr", "0.2", "--out", str(out)]) != 0
     assert "learned inner rates" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("per_parameter", "label"), [(False, "MAML, learned rates"), (True, "MAML, Meta-SGD rates")]
+)
+def test_a_run_with_learned_rates_is_named_for_them(tmp_path, per_parameter, label):
+    adaptation = dataclasses.replace(
+        tiny_navigation_config().adaptation, learn_lr=True, learn_lr_per_parameter=per_parameter
+    )
+    Trainer(
+        tiny_navigation_config(iterations=1, adaptation=adaptation),
+        tmp_path / "run",
+        progress=False,
+    ).train()
+    out = tmp_path / "r.json"
+    results = evaluate(tmp_path / "run", 2, 1, 2, seed=3, out=out)
+    assert results["learned_rates"] == ("per_parameter" if per_parameter else "per_tensor")
+    assert f"| all (2) | metarl ({label}) |" in out.with_suffix(".md").read_text()
