@@ -363,10 +363,14 @@ def test_learned_rate_meta_gradient_matches_finite_differences(monkeypatch, step
     assert ((fixed - fd[:n_theta]).norm() / fd[:n_theta].norm()).item() > 1e-3
 
 
+@pytest.mark.parametrize("zero_rate", [False, True], ids=["", "a-zero-rate"])
 @pytest.mark.parametrize(("steps", "per_parameter"), [(1, False), (2, False), (1, True), (2, True)])
-def test_learned_rate_curvature_products_equal_the_exact_kl_hessian(steps, per_parameter):
+def test_learned_rate_curvature_products_equal_the_exact_kl_hessian(
+    steps, per_parameter, zero_rate
+):
     """gauss_newton with learned rates (per tensor or per entry) is the exact KL Hessian over
-    (theta, rates); so is adapted_fisher for first-order adaptation, and not for second order."""
+    (theta, rates); so is adapted_fisher for first-order adaptation, and not for second order.
+    A rate of exactly 0 (which rates pass on their way negative) changes none of it."""
     from metarl.meta_optimizers.trpo import adapted_fisher_fvp, exact_fvp, gauss_newton_fvp, mean_kl
 
     policy = tiny_policy()
@@ -374,6 +378,10 @@ def test_learned_rate_curvature_products_equal_the_exact_kl_hessian(steps, per_p
     theta = dict(policy.named_parameters())
     for first_order in (False, True):
         learner = _learned_rate_learner(policy, [0.3, 0.2][:steps], per_parameter)
+        if zero_rate:
+            with torch.no_grad():
+                for step in learner.learned_lrs:
+                    next(iter(step.values())).view(-1)[0] = 0.0
         settings = AdaptationSettings(lr=[0.3, 0.2][:steps], steps=steps, first_order=first_order)
         params = learner.meta_parameters(policy)
         trace, mean, std = learner.adapted_stats(policy, theta, batch, settings)

@@ -141,10 +141,11 @@ def output_fisher_fvp(
     ``J_adapt v`` is taken as a vjp, which needs every inner step's Jacobian to
     be symmetric: it is for the three inner surrogates here, whose autograd
     second derivatives are Hessians (DiCE's that of its importance-weighted twin).
-    With a rate per tensor, step ``k``'s Jacobian ``J = I - D H`` (``D`` the rates)
-    is not symmetric, but ``J w = D J^T D^-1 w`` is still one vjp; a rate's own
-    column is ``d phi_{k+1} / d rate = -g_k``, the step's inner gradient, read off
-    the trace as ``(phi_k - phi_{k+1}) / rate``.
+    With learned rates, step ``k``'s Jacobian ``J = I - D H`` (``D`` the rates) is
+    not symmetric, and a rate's own column is ``d phi_{k+1} / d rate = -g_k``, the
+    step's inner gradient: both forward products are taken exactly as the double
+    vjp of the step (a backward of its vjp on dummy cotangents), with no division
+    by a rate, which may be 0.
     """
     params = list(params)
     if step_sizes is not None:
@@ -198,25 +199,28 @@ def _learned_rate_fisher_fvp(
     fisher = _fisher_weights(mask, std)
     dummies = [torch.zeros_like(o, requires_grad=True) for o in outputs]
     jt_dummy = torch.autograd.grad(outputs, phi, dummies, create_graph=True)
-    rates = [[step[n].detach() for n in names] for step in step_sizes]
-    inner_grads = [
-        [((before[n] - after[n]) / r).detach() for n, r in zip(names, rate, strict=True)]
-        for (before, after), rate in zip(itertools.pairwise(trace), rates, strict=True)
-    ]
+    steps = []  # per inner step: its input, output and rates, and its vjp on dummy cotangents
+    for (before, after), rates in zip(itertools.pairwise(trace), step_sizes, strict=True):
+        inputs, out = list(before.values()), list(after.values())
+        rate = [rates[n] for n in names]
+        cotangents = [torch.zeros_like(o, requires_grad=True) for o in out]
+        # [J^T u; (d out / d rate)^T u], linear in u: the forward products J w and
+        # (d out / d rate) r = -g * r are one backward of it with respect to u.
+        vjp = torch.autograd.grad(
+            out, inputs + rate, cotangents, create_graph=True, materialize_grads=True
+        )
+        steps.append((out, rate, cotangents, vjp))
 
     def product(v: Tensor) -> Tensor:
         chunks = unflat(v, params)
         w = [x.expand(num_tasks, *x.shape) for x in chunks[:count]]
-        steps = zip(itertools.pairwise(trace), rates, inner_grads, strict=True)
-        for k, ((before, after), rate, grads) in enumerate(steps):
-            if through_adaptation:  # J w = D J^T D^-1 w
-                scaled = [x / r for x, r in zip(w, rate, strict=True)]
-                back = torch.autograd.grad(
-                    list(after.values()), list(before.values()), scaled, retain_graph=True
-                )
-                w = [x * r for x, r in zip(back, rate, strict=True)]
+        for k, (_, _, cotangents, vjp) in enumerate(steps):
             dv = chunks[count * (k + 1) : count * (k + 2)]
-            w = [x - d * g for x, d, g in zip(w, dv, grads, strict=True)]
+            if through_adaptation:  # J w + (d out / d rate) dv
+                w = torch.autograd.grad(vjp, cotangents, [*w, *dv], retain_graph=True)
+            else:  # J taken as I
+                moved = torch.autograd.grad(vjp[count:], cotangents, dv, retain_graph=True)
+                w = [x + m for x, m in zip(w, moved, strict=True)]
         jv = torch.autograd.grad(jt_dummy, dummies, w, retain_graph=True)
         u = [f * j for f, j in zip(fisher, jv, strict=True)]
         if through_adaptation:
@@ -224,11 +228,8 @@ def _learned_rate_fisher_fvp(
         else:
             at_phi = torch.autograd.grad(outputs, phi, u, retain_graph=True)
             jtu = [g.sum(0) for g in at_phi]
-            jtu += [
-                -(g * x).sum(0).sum_to_size(r.shape)
-                for grads, rate in zip(inner_grads, rates, strict=True)
-                for g, x, r in zip(grads, at_phi, rate, strict=True)
-            ]
+            for out, rate, _, _ in steps:
+                jtu += torch.autograd.grad(out, rate, at_phi, retain_graph=True)
         return flat(jtu) + damping * v
 
     return product
