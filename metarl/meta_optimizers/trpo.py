@@ -199,7 +199,7 @@ def _learned_rate_fisher_fvp(
     fisher = _fisher_weights(mask, std)
     dummies = [torch.zeros_like(o, requires_grad=True) for o in outputs]
     jt_dummy = torch.autograd.grad(outputs, phi, dummies, create_graph=True)
-    steps = []  # per inner step: its input, output and rates, and its vjp on dummy cotangents
+    steps = []  # per inner step: its output, its rates, dummy cotangents u and the vjp on u
     for (before, after), rates in zip(itertools.pairwise(trace), step_sizes, strict=True):
         inputs, out = list(before.values()), list(after.values())
         rate = [rates[n] for n in names]
