@@ -602,7 +602,9 @@ class Config(_Checked):
     """A warm start: the run directory (as ``metarl train`` sees it from where it runs) whose
     latest checkpoint's policy parameters, its learned std included, start this run. Its policy
     must have this config's env dimensions, ``hidden_sizes``, ``activation``, ``action_scale``
-    and ``obs_normalization`` (its observation statistics come with it); the meta-optimizer
+    and ``obs_normalization`` (its observation statistics come with it). Learned inner rates
+    come with it too when both runs learn them (``adaptation.learn_lr``, the same steps and
+    shape); from a run without them they start at ``adaptation.lr``. The meta-optimizer
     (unless ``init_from_optimizer``), iterations and env steps start afresh. null: the
     policy starts from ``policy.init``."""
     init_from_optimizer: bool = False

@@ -413,6 +413,17 @@ class Trainer:
                 key="init_from",
             )
         self.policy.load_state_dict(theirs.state_dict())
+        their_rates = their_state.get("meta_learner", {}).get("learned_lrs")
+        if their_rates is not None and c.adaptation.learn_lr:  # the step goes on as it was
+            try:
+                self.meta_learner.load_state_dict({"learned_lrs": their_rates})
+            except ValueError as err:
+                raise ConfigError(
+                    f"cannot carry {source}'s learned inner rates: {err}; warm-start from a "
+                    "run with the same adaptation.steps and learn_lr_per_parameter, or set "
+                    "adaptation.learn_lr: false",
+                    key="adaptation.learn_lr",
+                ) from None
         if c.init_from_optimizer:  # a TRPO or Reptile source has no Adam moments: refused
             try:
                 self.meta_optimizer.warm_start(

@@ -398,6 +398,40 @@ def test_init_from_optimizer_carries_the_source_runs_adam_moments(tmp_path):
         tiny(init_from=str(source), init_from_optimizer=True)  # this run's optimizer is TRPO
 
 
+def test_init_from_carries_learned_rates_when_both_runs_learn_them(tmp_path):
+    """A warm start from a learned-rate run adapts as the source did (its trained rates); from
+    a run without rates they start at adaptation.lr; rates of another layout are refused
+    before anything is written."""
+
+    def rated(per_parameter=False, **changes):
+        base = tiny(**changes)
+        adaptation = dataclasses.replace(
+            base.adaptation, learn_lr=True, learn_lr_per_parameter=per_parameter
+        )
+        return dataclasses.replace(base, adaptation=adaptation)
+
+    def rates(trainer):
+        return [
+            r.detach().clone() for step in trainer.meta_learner.learned_lrs for r in step.values()
+        ]
+
+    source, plain = tmp_path / "source", tmp_path / "plain"
+    trained = Trainer(rated(iterations=2), source, progress=False)
+    trained.train()
+    assert any(not torch.allclose(r, torch.tensor(0.1, dtype=r.dtype)) for r in rates(trained))
+    Trainer(tiny(iterations=1), plain, progress=False).train()
+    warm = Trainer(rated(init_from=str(source)), tmp_path / "warm", progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(rates(warm), rates(trained), strict=True))
+    warm.close()
+    lr = tiny().adaptation.lr
+    fresh = Trainer(rated(init_from=str(plain)), tmp_path / "fresh", progress=False)
+    assert all(torch.all(r == lr) for r in rates(fresh))
+    fresh.close()
+    with pytest.raises(ConfigError, match=r"^adaptation.learn_lr: cannot carry .*shapes"):
+        Trainer(rated(True, init_from=str(source)), tmp_path / "no", progress=False)
+    assert not (tmp_path / "no").exists()
+
+
 def test_init_from_must_name_a_directory():
     with pytest.raises(ConfigError, match="init_from"):
         tiny(init_from=" ")
