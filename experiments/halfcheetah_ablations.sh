@@ -4,8 +4,8 @@
 # ITERATIONS (150 unless set) each, then the held-out evaluation at step 1 against the
 # family's baselines (compare with that run's first 150 iterations and, for Dir, its
 # evaluation-150/). The keys that set init_from (`anneal`, `continue-*`, `reward-step*`,
-# `tail-*`) instead continue the finished shipped run of that seed for ITERATIONS with the
-# one change their comment names (compare with that run's evaluation and its last
+# `tail-*`) instead continue the finished shipped run of that seed (`continue-guard-anneal`:
+# a snapshot of a continuation) for ITERATIONS with the one change their comment names (compare with that run's evaluation and its last
 # iterations). Resumable: a run directory that exists is continued, up to ITERATIONS.
 #   experiments/halfcheetah_ablations.sh                          # every ablation, Dir
 #   experiments/halfcheetah_ablations.sh inner-lr-0.2             # one
@@ -23,6 +23,8 @@ seed=${SEED:-0}
 iterations=${ITERATIONS:-150}
 results=experiments/results/halfcheetah-${family}-ablations
 shipped=experiments/results/halfcheetah-${family}/seed${seed}  # what the continuations start from
+# the KL-guarded learned-rate continuation's 150-iteration state (HalfCheetahDir seed 0 only)
+guarded=$results/continue-learn-lr-guard-seed${seed}/snapshot-150
 declare -A keys=(
   [learn-lr]="adaptation.learn_lr=true"  # MAML++'s learned per-tensor inner rates
   [inner-lr-0.2]="adaptation.lr=0.2"     # twice the paper's inner step
@@ -69,6 +71,10 @@ declare -A keys=(
   # post-adaptation policies before and after it (about the shipped seed-1 run's 99th
   # percentile): without it two steps of KL 85 and 188 turned continue-learn-lr around at 298
   [continue-learn-lr-guard]="init_from=$shipped adaptation.learn_lr=true meta_optimizer.max_kl=0.3"
+  # from that run's 150-iteration state (its learned rates carried), a third of ProMP's meta lr:
+  # whether smaller steps slow the pre-step policy's drift toward the direction it runs, which
+  # then cost the other half (seed 0: forward 696 -> 582 between iterations 175 and 219)
+  [continue-guard-anneal]="init_from=$guarded adaptation.learn_lr=true meta_optimizer.max_kl=0.3 meta_optimizer.lr=3e-4"
   # from the finished shipped run, the meta-loss over the 75% of each meta-batch's tasks that
   # adapt worst (DR-MAML's tail-task risk): on HalfCheetahDir every forward task and the worst
   # backward ones, so the meta-step serves the direction that adapts worse

@@ -266,7 +266,9 @@ def test_every_cheetah_ablation_is_a_valid_config():
     assert {"learn-lr", "continue-learn-lr", "continue-meta-sgd", "continue-restart"} <= set(table)
     for family in ("dir", "vel"):
         shipped = f"experiments/results/halfcheetah-{family}/seed0"
+        guarded = "experiments/results/halfcheetah-dir-ablations/continue-learn-lr-guard-seed0/snapshot-150"
         for name, sets in table.items():
-            overrides = sets.replace("$shipped", shipped).split()
+            overrides = sets.replace("$shipped", shipped).replace("$guarded", guarded).split()
             config = load_config(EXPERIMENTS / "configs" / f"halfcheetah-{family}.yaml", overrides)
-            assert (config.init_from == shipped) == ("init_from" in sets), name
+            assert (config.init_from in (shipped, guarded)) == ("init_from" in sets), name
+    assert (EXPERIMENTS.parent / guarded / "checkpoints" / "latest.pt").exists()  # committed
