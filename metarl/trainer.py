@@ -413,10 +413,10 @@ class Trainer:
                 key="init_from",
             )
         self.policy.load_state_dict(theirs.state_dict())
-        their_rates = their_state.get("meta_learner", {}).get("learned_lrs")
-        if their_rates is not None and c.adaptation.learn_lr:  # the step goes on as it was
+        their_learner = their_state.get("meta_learner", {})
+        if "learned_lrs" in their_learner and c.adaptation.learn_lr:  # the step goes on as it was
             try:
-                self.meta_learner.load_state_dict({"learned_lrs": their_rates})
+                self.meta_learner.load_state_dict(their_learner)
             except ValueError as err:
                 raise ConfigError(
                     f"cannot carry {source}'s learned inner rates: {err}; warm-start from a "

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from metarl.adaptation import AdaptationSettings, policy_stats
 from metarl.config import PPOConfig, with_settings
-from metarl.meta_optimizers.optim import backtracking_line_search, flat
+from metarl.meta_optimizers.optim import LineSearchResult, backtracking_line_search, flat
 from metarl.meta_optimizers.trpo import _default_learner, check_finite, check_step_inputs, mean_kl
 from metarl.objectives import MetaBatch, clipped_surrogate, gaussian_log_prob, task_mean
 from metarl.policies import Params, params_of
@@ -156,7 +156,7 @@ class PPO:
                 adam.step()
                 adam.zero_grad(set_to_none=True)
             check_finite("parameters after the Adam steps", params)
-            fraction = self._guard(params, snapshot, after_step) if self.max_kl else 1.0
+            guarded = self._guard(params, snapshot, after_step) if self.max_kl else None
         except FloatingPointError:
             with torch.no_grad():
                 for p, old in zip(params, snapshot, strict=True):
@@ -166,15 +166,18 @@ class PPO:
             raise
 
         with torch.no_grad():
-            loss_after, kl = after_step()
+            # The guard's line search measured the step it kept; without the guard, or when it
+            # dropped the step, the policy is measured here.
+            kept = guarded is not None and guarded.fraction is not None
+            loss_after, kl = (guarded.loss, guarded.kl) if kept else after_step()
             metrics = {
                 "loss_before": loss_before,
                 "loss_after": loss_after,
                 "kl": kl,
                 "inner_kl": float(inner_kl()),
             }
-        if self.max_kl:
-            metrics["step_fraction"] = fraction
+        if guarded is not None:
+            metrics["step_fraction"] = guarded.fraction or 0.0
         self.num_steps += 1
         return metrics
 
@@ -183,19 +186,19 @@ class PPO:
         params: list[Tensor],
         snapshot: list[Tensor],
         evaluate: Callable[[], tuple[float, float]],
-    ) -> float:
+    ) -> LineSearchResult:
         """Hold the epochs' summed step to ``max_kl`` (TRPO's line search on the KL alone;
-        ``evaluate`` gives the surrogate and the KL at the current parameters); returns the
-        share of the step kept. Adam's moments keep the epochs' gradients either way."""
+        ``evaluate`` gives the surrogate and the KL at the current parameters); its result
+        has the share of the step kept (``None``: dropped). Adam's moments keep the epochs'
+        gradients either way."""
         with torch.no_grad():
             step = flat([p - old for p, old in zip(params, snapshot, strict=True)])
             for p, old in zip(params, snapshot, strict=True):
                 p.copy_(old)
         # Any finite loss passes (loss_before = inf): only the KL decides.
-        result = backtracking_line_search(
+        return backtracking_line_search(
             params, step, evaluate, math.inf, self.max_kl, GUARD_HALVINGS + 1, 0.5
         )
-        return 0.0 if result.fraction is None else result.fraction
 
     def state_dict(self) -> dict[str, Any]:
         """Adam's moments and the step counter (``adam`` is ``None`` before the first step)."""
