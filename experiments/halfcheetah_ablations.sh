@@ -5,8 +5,8 @@
 # family's baselines (compare with that run's first 150 iterations and, for Dir, its
 # evaluation-150/). The keys that set init_from (`anneal`, `continue-*`, `reward-step*`,
 # `tail-*`) instead continue the finished shipped run of that seed (`continue-guard-anneal`:
-# a snapshot of a continuation) for ITERATIONS with the one change their comment names (compare with that run's evaluation and its last
-# iterations). Resumable: a run directory that exists is continued, up to ITERATIONS.
+# a committed snapshot of a continuation) for ITERATIONS with the one change their comment names
+# (compare with that run's evaluation and its last iterations). Resumable: a run directory that exists is continued, up to ITERATIONS.
 #   experiments/halfcheetah_ablations.sh                          # every ablation, Dir
 #   experiments/halfcheetah_ablations.sh inner-lr-0.2             # one
 #   FAMILY=vel experiments/halfcheetah_ablations.sh inner-lr-0.2  # on HalfCheetahVel
@@ -23,8 +23,10 @@ seed=${SEED:-0}
 iterations=${ITERATIONS:-150}
 results=experiments/results/halfcheetah-${family}-ablations
 shipped=experiments/results/halfcheetah-${family}/seed${seed}  # what the continuations start from
-# the KL-guarded learned-rate continuation's 150-iteration state (HalfCheetahDir seed 0 only)
-guarded=$results/continue-learn-lr-guard-seed${seed}/snapshot-150
+# the KL-guarded learned-rate continuations' committed states (HalfCheetahDir): seed 0 at 150
+# iterations, its best; seed 1 at 266, where it stopped (forward at its best, backward falling)
+declare -A guarded_at=([0]=150 [1]=266)
+guarded=$results/continue-learn-lr-guard-seed${seed}/snapshot-${guarded_at[$seed]:-none}
 declare -A keys=(
   [learn-lr]="adaptation.learn_lr=true"  # MAML++'s learned per-tensor inner rates
   [inner-lr-0.2]="adaptation.lr=0.2"     # twice the paper's inner step

@@ -264,11 +264,24 @@ def test_every_cheetah_ablation_is_a_valid_config():
     text = (EXPERIMENTS / "halfcheetah_ablations.sh").read_text()
     table = dict(re.findall(r'^  \[([\w.-]+)\]="([^"]*)"', text, flags=re.MULTILINE))
     assert {"learn-lr", "continue-learn-lr", "continue-meta-sgd", "continue-restart"} <= set(table)
+    results = "experiments/results/halfcheetah-dir-ablations"
     for family in ("dir", "vel"):
         shipped = f"experiments/results/halfcheetah-{family}/seed0"
-        guarded = "experiments/results/halfcheetah-dir-ablations/continue-learn-lr-guard-seed0/snapshot-150"
+        guarded = f"{results}/continue-learn-lr-guard-seed0/snapshot-150"
         for name, sets in table.items():
             overrides = sets.replace("$shipped", shipped).replace("$guarded", guarded).split()
             config = load_config(EXPERIMENTS / "configs" / f"halfcheetah-{family}.yaml", overrides)
             assert (config.init_from in (shipped, guarded)) == ("init_from" in sets), name
-    assert (EXPERIMENTS.parent / guarded / "checkpoints" / "latest.pt").exists()  # committed
+    # the anneal's sources, one per seed, are committed where the script looks for them
+    (at,) = re.findall(r"^declare -A guarded_at=\((.*)\)$", text, flags=re.MULTILINE)
+    snapshots = dict(re.findall(r"\[(\d+)\]=(\d+)", at))
+    assert set(snapshots) == {"0", "1"}
+    for seed, iteration in snapshots.items():
+        snapshot = (
+            EXPERIMENTS.parent
+            / results
+            / f"continue-learn-lr-guard-seed{seed}/snapshot-{iteration}"
+        )
+        assert (snapshot / "checkpoints" / "latest.pt").exists(), snapshot
+        rows = (snapshot / "progress.csv").read_text().splitlines()
+        assert len(rows) - 1 == int(iteration), snapshot  # the state the script's comment names
