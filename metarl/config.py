@@ -444,7 +444,13 @@ class PPOConfig(_Checked):
     clip: float = 0.3
     """Likelihood-ratio clipping range (ProMP: 0.3)."""
     inner_kl_coeff: float = 0.0
-    """Penalty on the KL between pre- and post-adaptation policies (ProMP: 5e-4)."""
+    """Penalty on the KL between the pre-adaptation policies before and after each meta-step,
+    on the pre-adaptation observations (ProMP: 5e-4)."""
+    anchor_kl_coeff: float = 0.0
+    """Penalty on the KL from the pre-adaptation policy at the run's first meta-step (after
+    ``init_from``) to the current one, on the pre-adaptation observations: where
+    ``inner_kl_coeff`` bounds each step's move, this bounds how far the moves add up over a
+    run. 0 (ProMP's) disables."""
     max_kl: float = 0.0
     """Largest accepted mean KL between the post-adaptation policies before and after a
     meta-step (the ``kl`` column); a larger step is halved along its own direction until it
@@ -456,6 +462,7 @@ class PPOConfig(_Checked):
         _positive(self.epochs, "epochs")
         _positive(self.clip, "clip")
         _non_negative(self.inner_kl_coeff, "inner_kl_coeff")
+        _non_negative(self.anchor_kl_coeff, "anchor_kl_coeff")
         _non_negative(self.max_kl, "max_kl")
 
 

@@ -327,6 +327,47 @@ def test_ppo_max_kl_drops_a_step_no_halving_brings_inside():
         PPO(max_kl=-0.1)
 
 
+def _pre_kl_from(policy, anchor: dict, batch: MetaBatch) -> float:
+    """Mean KL(anchor || now) between the pre-update policies on the pre-update observations."""
+    pre = batch.first_pre
+    with torch.no_grad():
+        old_mean, old_std = policy_stats(policy, anchor, pre.observations)
+        mean, std = policy_stats(policy, params_of(policy), pre.observations)
+        return mean_kl(old_mean, old_std, mean, std, pre.mask).item()
+
+
+def test_ppo_anchor_kl_holds_the_pre_update_policy_near_where_it_started():
+    """``anchor_kl_coeff`` penalises the pre-update policy's KL from its state at the first
+    step, which stays the anchor over later steps and through state_dict; a large weight keeps
+    the policy far nearer the anchor than the same steps without it."""
+    start = tiny_policy()
+    batch, adaptation = synthetic_batch(start), AdaptationSettings(lr=0.3)
+    anchor = {n: p.detach().clone() for n, p in params_of(start).items()}
+    drift = {}
+    for coeff in (0.0, 100.0):
+        policy = tiny_policy()
+        policy.load_state_dict(start.state_dict())
+        optimizer = PPO(lr=3e-2, epochs=3, anchor_kl_coeff=coeff)
+        for _ in range(4):
+            metrics = optimizer.step(policy, batch, adaptation)
+        drift[coeff] = _pre_kl_from(policy, anchor, batch)
+        if not coeff:
+            assert "anchor_kl" not in metrics and optimizer.state_dict()["anchor"] is None
+            continue
+        assert metrics["anchor_kl"] == pytest.approx(drift[coeff], rel=1e-9)
+        saved = optimizer.state_dict()["anchor"]
+        assert all(torch.equal(saved[n], anchor[n]) for n in anchor)
+        # A resumed optimizer takes the same next step, from the same anchor.
+        resumed, twin = PPO(lr=3e-2, epochs=3, anchor_kl_coeff=coeff), tiny_policy()
+        resumed.load_state_dict(optimizer.state_dict())
+        twin.load_state_dict(policy.state_dict())
+        assert resumed.step(twin, batch, adaptation) == optimizer.step(policy, batch, adaptation)
+        assert torch.equal(_flat_params(twin), _flat_params(policy))
+    assert 0 < drift[100.0] < drift[0.0] / 10
+    with pytest.raises(ValueError, match="anchor_kl_coeff"):
+        PPO(anchor_kl_coeff=-1.0)
+
+
 def _trpo_meta_gradient(monkeypatch, policy, batch, adaptation, **settings) -> torch.Tensor:
     """The meta-gradient TRPO.step computes: the right-hand side it hands to CG.
 

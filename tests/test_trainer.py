@@ -49,10 +49,15 @@ def test_two_iterations_of_each_optimizer_and_objective(tmp_path, optimizer, obj
     assert list((tmp_path / "run").glob("events.out.tfevents.*")), "TensorBoard events"
 
 
-@pytest.mark.parametrize("optimizer", [TRPOConfig(), PPOConfig(epochs=2)], ids=["trpo", "ppo"])
+@pytest.mark.parametrize(
+    "optimizer",
+    [TRPOConfig(), PPOConfig(epochs=2), PPOConfig(epochs=2, anchor_kl_coeff=1.0)],
+    ids=["trpo", "ppo", "ppo-anchor"],
+)
 def test_resume_gives_the_same_returns_and_parameters(tmp_path, optimizer):
     """Stopped after 2 of 4 iterations and resumed: the rows and the final state are those of
-    an uninterrupted run (for PPO that needs Adam's moments and step count restored)."""
+    an uninterrupted run (for PPO that needs Adam's moments and step count restored, and the
+    anchor of ``anchor_kl_coeff``, which is the policy of iteration 0, not of the resume)."""
     config = tiny(iterations=4, meta_optimizer=optimizer)
     Trainer(config, tmp_path / "full", progress=False).train()
     Trainer(dataclasses.replace(config, iterations=2), tmp_path / "split", progress=False).train()
@@ -60,7 +65,11 @@ def test_resume_gives_the_same_returns_and_parameters(tmp_path, optimizer):
     Trainer(config, tmp_path / "split", resume=True, progress=False).train()
     full, split = read_rows(tmp_path / "full"), read_rows(tmp_path / "split")
     assert [r["iteration"] for r in split] == ["0", "1", "2", "3"]
-    for column in ("return_pre", "return_post", "env_steps", "loss_before", "kl"):
+    columns = ["return_pre", "return_post", "env_steps", "loss_before", "kl"]
+    if getattr(optimizer, "anchor_kl_coeff", 0):
+        columns.append("anchor_kl")
+        assert float(full[0]["anchor_kl"]) < float(full[3]["anchor_kl"])
+    for column in columns:
         assert [r[column] for r in full] == [r[column] for r in split], column
     end_full, end_split = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "split")
     for name, value in end_full["policy"].items():

@@ -5,8 +5,9 @@ Rothfuss et al. 2019 (arXiv 1810.06784, section 6; jonasrothfuss/ProMP
 re-adapting theta (with the objective's inner surrogate, differentiably unless
 first-order) and evaluating PPO's clipped surrogate on the post-adaptation
 episodes, plus an optional penalty ``inner_kl_coeff * KL(pi_theta_old || pi_theta)``
-on the pre-adaptation observations, ProMP's trust region for the pre-update policy.
-With ``max_kl`` the whole meta-step is also held to a trust region on the
+on the pre-adaptation observations, ProMP's trust region for the pre-update policy,
+and optionally ``anchor_kl_coeff * KL(pi_anchor || pi_theta)`` to the pre-update policy
+of the run's first meta-step, which bounds how far those steps add up. With ``max_kl`` the whole meta-step is also held to a trust region on the
 post-adaptation policies, by TRPO's backtracking line search along the step.
 """
 
@@ -44,6 +45,9 @@ class PPO:
         epochs: gradient steps per meta-batch, full batch each (ProMP: 5).
         clip: likelihood-ratio clipping range (ProMP's configs: 0.3).
         inner_kl_coeff: fixed weight of the pre-update KL penalty (ProMP: 5e-4, 0 disables).
+        anchor_kl_coeff: fixed weight of the penalty on the KL from the pre-update policy at
+            the first step this optimizer took (the anchor, kept in its state) to the current
+            one (0, ProMP's, disables).
         max_kl: bound on the mean KL between the post-adaptation policies before and after
             the meta-step (0, ProMP's, disables): a step past it is halved along its own
             direction until it fits, and dropped after ``GUARD_HALVINGS`` halvings.
@@ -56,6 +60,8 @@ class PPO:
         self.epochs = config.epochs
         self.clip = config.clip
         self.inner_kl_coeff = config.inner_kl_coeff
+        self.anchor_kl_coeff = config.anchor_kl_coeff
+        self.anchor: Params | None = None  # the pre-update policy of the first step
         self.max_kl = config.max_kl
         self.num_steps = 0
         self._adam: torch.optim.Adam | None = None
@@ -97,8 +103,9 @@ class PPO:
 
         Metrics: ``loss_before`` (clipped surrogate at the first epoch),
         ``loss_after`` (after the last), ``kl`` (mean KL between the old and new
-        post-adaptation policies), ``inner_kl`` (pre-update KL after the step), and with
-        ``max_kl`` ``step_fraction`` (the share of the Adam steps' sum kept: 1 unless the
+        post-adaptation policies), ``inner_kl`` (pre-update KL after the step), with
+        ``anchor_kl_coeff`` ``anchor_kl`` (the pre-update policy's KL from the anchor after
+        the step), and with ``max_kl`` ``step_fraction`` (the share of the Adam steps' sum kept: 1 unless the
         guard cut it, 0 when it dropped the step).
 
         Raises:
@@ -128,13 +135,29 @@ class PPO:
             kl = mean_kl(old_mean, old_std, mean, std, post.mask)
             return float(surrogate(mean, std)), float(kl)
 
-        def inner_kl() -> Tensor:
+        def pre_kls() -> tuple[Tensor, Tensor]:
+            """The pre-update policy's KL from the step's start and from the anchor."""
             mean, std = policy_stats(policy, params_of(policy), pre.observations)
-            return mean_kl(old_pre_mean, old_pre_std, mean, std, pre.mask)
+            inner = mean_kl(old_pre_mean, old_pre_std, mean, std, pre.mask)
+            if anchor_stats is None:
+                return inner, torch.zeros(())
+            return inner, mean_kl(*anchor_stats, mean, std, pre.mask)
 
+        def penalty() -> Tensor:
+            inner, anchor = pre_kls()
+            return self.inner_kl_coeff * inner + self.anchor_kl_coeff * anchor
+
+        if self.anchor_kl_coeff and self.anchor is None:
+            self.anchor = {n: p.detach().clone() for n, p in theta.items()}
         with torch.no_grad():
             old_mean, old_std = (t.detach() for t in stats(first_order=True)[1:])
             old_pre_mean, old_pre_std = policy_stats(policy, theta, pre.observations)
+            anchor_stats = (
+                policy_stats(policy, self.anchor, pre.observations)
+                if self.anchor_kl_coeff
+                else None
+            )
+        penalised = bool(self.inner_kl_coeff or self.anchor_kl_coeff)
 
         snapshot = [p.detach().clone() for p in params]
         adam_state = copy.deepcopy(adam.state_dict())
@@ -145,7 +168,7 @@ class PPO:
                 loss = learner.meta_loss(
                     policy, params_of(policy), batch, adaptation, trace, mean, std, clipped
                 )
-                total = loss + self.inner_kl_coeff * inner_kl() if self.inner_kl_coeff else loss
+                total = loss + penalty() if penalised else loss
                 check_finite(f"meta-loss at epoch {epoch}", total)
                 grads = learner.meta_gradient(policy, total, params, trace, batch, adaptation)
                 check_finite(f"meta-gradient at epoch {epoch}", grads)
@@ -170,12 +193,15 @@ class PPO:
             # dropped the step, the policy is measured here.
             kept = guarded is not None and guarded.fraction is not None
             loss_after, kl = (guarded.loss, guarded.kl) if kept else after_step()
+            inner, anchor = pre_kls()
             metrics = {
                 "loss_before": loss_before,
                 "loss_after": loss_after,
                 "kl": kl,
-                "inner_kl": float(inner_kl()),
+                "inner_kl": float(inner),
             }
+            if self.anchor_kl_coeff:
+                metrics["anchor_kl"] = float(anchor)
         if guarded is not None:
             metrics["step_fraction"] = guarded.fraction or 0.0
         self.num_steps += 1
@@ -201,9 +227,11 @@ class PPO:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """Adam's moments and the step counter (``adam`` is ``None`` before the first step)."""
+        """Adam's moments, the step counter and the anchor (``adam`` and ``anchor`` are
+        ``None`` before the first step, and ``anchor`` without ``anchor_kl_coeff``)."""
         adam = self._adam.state_dict() if self._adam is not None else self._pending_adam_state
-        return {"num_steps": self.num_steps, "adam": copy.deepcopy(adam)}
+        anchor = None if self.anchor is None else {n: t.clone() for n, t in self.anchor.items()}
+        return {"num_steps": self.num_steps, "adam": copy.deepcopy(adam), "anchor": anchor}
 
     def warm_start(self, state: dict[str, Any], count: int) -> None:
         """Start Adam's moments for the first ``count`` meta-parameters (the policy's) from a
@@ -232,6 +260,8 @@ class PPO:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.num_steps = int(state["num_steps"])
+        anchor = state.get("anchor")  # absent from checkpoints written before it existed
+        self.anchor = None if anchor is None else {n: t.clone() for n, t in anchor.items()}
         adam = copy.deepcopy(state["adam"])
         if self._adam is not None and adam is not None:
             self._adam.load_state_dict(adam)
