@@ -77,6 +77,13 @@ declare -A keys=(
   # whether smaller steps slow the pre-step policy's drift toward the direction it runs, which
   # then cost the other half (seed 0: forward 696 -> 582 between iterations 175 and 219)
   [continue-guard-anneal]="init_from=$guarded adaptation.learn_lr=true meta_optimizer.max_kl=0.3 meta_optimizer.lr=3e-4"
+  # from the same state at ProMP's meta lr (its Adam moments carried), the pre-step policy held
+  # near where it started (anchor_kl_coeff): the full-lr run fell once its pre-step policy had
+  # moved a KL of 2.4 from there (iteration 219), the anneal held at 0.66 (103); at 219 the
+  # anchor's gradient with weight 1 is 109x the meta-loss's (experiments/anchor_size.py,
+  # anchor-size.json), so with 0.005 it is half the meta-loss's there and, growing as the
+  # KL's root, a third of it near 0.66, the drift the anneal bore
+  [continue-guard-anchor]="init_from=$guarded init_from_optimizer=true adaptation.learn_lr=true meta_optimizer.max_kl=0.3 meta_optimizer.anchor_kl_coeff=0.005"
   # from the finished shipped run, the meta-loss over the 75% of each meta-batch's tasks that
   # adapt worst (DR-MAML's tail-task risk): on HalfCheetahDir every forward task and the worst
   # backward ones, so the meta-step serves the direction that adapts worse

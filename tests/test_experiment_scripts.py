@@ -285,3 +285,35 @@ def test_every_cheetah_ablation_is_a_valid_config():
         assert (snapshot / "checkpoints" / "latest.pt").exists(), snapshot
         rows = (snapshot / "progress.csv").read_text().splitlines()
         assert len(rows) - 1 == int(iteration), snapshot  # the state the script's comment names
+
+
+def test_anchor_size_measures_the_anchors_pull_on_the_runs_own_meta_batch(tmp_path):
+    """From the run's own state the anchor's KL and gradient vanish; from an earlier state both
+    are positive, while the meta-loss's gradient, which does not depend on the anchor, is the
+    same. A TRPO run is refused by name."""
+    import dataclasses
+
+    import pytest
+    from conftest import tiny_navigation_config
+
+    from metarl.config import PPOConfig
+    from metarl.trainer import Trainer
+
+    script = load_script("anchor_size")
+    config = tiny_navigation_config(iterations=3, meta_optimizer=PPOConfig(lr=3e-2, epochs=2))
+    early, late = tmp_path / "early", tmp_path / "late"
+    Trainer(dataclasses.replace(config, iterations=1), early, progress=False).train()
+    Trainer(config, late, progress=False).train()
+    results = {}
+    for name, anchor in (("self", late), ("early", early)):
+        out = tmp_path / f"{name}.json"
+        assert script.main([str(late), str(anchor), "--iteration", "3", "--out", str(out)]) == 0
+        results[name] = json.loads(out.read_text())
+    assert results["self"]["anchor_kl"] == 0 and results["self"]["anchor_gradient_norm"] < 1e-6
+    assert results["early"]["anchor_kl"] > 1e-4 and results["early"]["anchor_gradient_norm"] > 1e-3
+    meta = [r["meta_loss_gradient_norm"] for r in results.values()]
+    assert meta[0] == meta[1] > 0
+    trpo = tmp_path / "trpo"
+    Trainer(tiny_navigation_config(iterations=1), trpo, progress=False).train()
+    with pytest.raises(SystemExit):
+        script.main([str(trpo), str(trpo), "--iteration", "1", "--out", str(tmp_path / "t.json")])
