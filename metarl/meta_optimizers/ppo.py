@@ -7,8 +7,9 @@ first-order) and evaluating PPO's clipped surrogate on the post-adaptation
 episodes, plus an optional penalty ``inner_kl_coeff * KL(pi_theta_old || pi_theta)``
 on the pre-adaptation observations, ProMP's trust region for the pre-update policy,
 and optionally ``anchor_kl_coeff * KL(pi_anchor || pi_theta)`` to the pre-update policy
-of the run's first meta-step, which bounds how far those steps add up. With ``max_kl`` the whole meta-step is also held to a trust region on the
-post-adaptation policies, by TRPO's backtracking line search along the step.
+of the run's first meta-step, which bounds how far those steps add up. With ``max_kl``
+the whole meta-step is also held to a trust region on the post-adaptation policies, by
+TRPO's backtracking line search along the step.
 """
 
 from __future__ import annotations
@@ -105,8 +106,8 @@ class PPO:
         ``loss_after`` (after the last), ``kl`` (mean KL between the old and new
         post-adaptation policies), ``inner_kl`` (pre-update KL after the step), with
         ``anchor_kl_coeff`` ``anchor_kl`` (the pre-update policy's KL from the anchor after
-        the step), and with ``max_kl`` ``step_fraction`` (the share of the Adam steps' sum kept: 1 unless the
-        guard cut it, 0 when it dropped the step).
+        the step), and with ``max_kl`` ``step_fraction`` (the share of the Adam steps' sum
+        kept: 1 unless the guard cut it, 0 when it dropped the step).
 
         Raises:
             FloatingPointError: NaN/inf in the parameters, the batch, a loss or a
