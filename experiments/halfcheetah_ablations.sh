@@ -84,6 +84,10 @@ declare -A keys=(
   # anchor-size.json), so with 0.005 it is half the meta-loss's there and, growing as the
   # KL's root, a third of it near 0.66, the drift the anneal bore
   [continue-guard-anchor]="init_from=$guarded init_from_optimizer=true adaptation.learn_lr=true meta_optimizer.max_kl=0.3 meta_optimizer.anchor_kl_coeff=0.005"
+  # the same with the meta-loss over each meta-batch's worse 75% of tasks (every forward one):
+  # the anchor keeps the pre-step policy from turning, as it did when the forward tasks were
+  # weighted before (tail-0.5), so the weight can only reshape the step
+  [continue-guard-anchor-tail]="init_from=$guarded init_from_optimizer=true adaptation.learn_lr=true meta_optimizer.max_kl=0.3 meta_optimizer.anchor_kl_coeff=0.005 tail_fraction=0.75"
   # from the finished shipped run, the meta-loss over the 75% of each meta-batch's tasks that
   # adapt worst (DR-MAML's tail-task risk): on HalfCheetahDir every forward task and the worst
   # backward ones, so the meta-step serves the direction that adapts worse
