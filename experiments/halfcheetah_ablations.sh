@@ -88,6 +88,9 @@ declare -A keys=(
   # the anchor keeps the pre-step policy from turning, as it did when the forward tasks were
   # weighted before (tail-0.5), so the weight can only reshape the step
   [continue-guard-anchor-tail]="init_from=$guarded init_from_optimizer=true adaptation.learn_lr=true meta_optimizer.max_kl=0.3 meta_optimizer.anchor_kl_coeff=0.005 tail_fraction=0.75"
+  # with 10x the anchor's weight: at 0.005 seed 0's pre-step policy still turned from running
+  # backward to forward (KL 1.2 from the anchor by iteration 50) and both halves then fell
+  [continue-guard-anchor-0.05-tail]="init_from=$guarded init_from_optimizer=true adaptation.learn_lr=true meta_optimizer.max_kl=0.3 meta_optimizer.anchor_kl_coeff=0.05 tail_fraction=0.75"
   # from the finished shipped run, the meta-loss over the 75% of each meta-batch's tasks that
   # adapt worst (DR-MAML's tail-task risk): on HalfCheetahDir every forward task and the worst
   # backward ones, so the meta-step serves the direction that adapts worse
