@@ -5,8 +5,9 @@
 # family's baselines (compare with that run's first 150 iterations and, for Dir, its
 # evaluation-150/). The keys that set init_from (`anneal`, `continue-*`, `reward-step*`,
 # `tail-*`) instead continue the finished shipped run of that seed (`continue-guard-anneal`:
-# a committed snapshot of a continuation) for ITERATIONS with the one change their comment names
-# (compare with that run's evaluation and its last iterations). Resumable: a run directory that exists is continued, up to ITERATIONS.
+# a committed snapshot of a continuation) for ITERATIONS with the one change their comment
+# names (compare with that run's evaluation and its last iterations). Resumable: a run
+# directory that exists is continued, up to ITERATIONS.
 #   experiments/halfcheetah_ablations.sh                          # every ablation, Dir
 #   experiments/halfcheetah_ablations.sh inner-lr-0.2             # one
 #   FAMILY=vel experiments/halfcheetah_ablations.sh inner-lr-0.2  # on HalfCheetahVel
@@ -85,8 +86,9 @@ declare -A keys=(
   # KL's root, a third of it near 0.66, the drift the anneal bore
   [continue-guard-anchor]="init_from=$guarded init_from_optimizer=true adaptation.learn_lr=true meta_optimizer.max_kl=0.3 meta_optimizer.anchor_kl_coeff=0.005"
   # the same with the meta-loss over each meta-batch's worse 75% of tasks (every forward one):
-  # the anchor keeps the pre-step policy from turning, as it did when the forward tasks were
-  # weighted before (tail-0.5), so the weight can only reshape the step
+  # the anchor is to keep the pre-step policy from turning, as it did when the forward tasks
+  # were weighted before (tail-0.5), so the weight can only reshape the step (at 0.005 it did
+  # not hold seed 0's: the next key)
   [continue-guard-anchor-tail]="init_from=$guarded init_from_optimizer=true adaptation.learn_lr=true meta_optimizer.max_kl=0.3 meta_optimizer.anchor_kl_coeff=0.005 tail_fraction=0.75"
   # with 10x the anchor's weight: at 0.005 seed 0's pre-step policy still turned from running
   # backward to forward (KL 1.2 from the anchor by iteration 50) and both halves then fell
