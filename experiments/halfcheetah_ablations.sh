@@ -93,6 +93,11 @@ declare -A keys=(
   # with 10x the anchor's weight: at 0.005 seed 0's pre-step policy still turned from running
   # backward to forward (KL 1.2 from the anchor by iteration 50) and both halves then fell
   [continue-guard-anchor-0.05-tail]="init_from=$guarded init_from_optimizer=true adaptation.learn_lr=true meta_optimizer.max_kl=0.3 meta_optimizer.anchor_kl_coeff=0.05 tail_fraction=0.75"
+  # the same with each meta-step held to a mean KL of 0.1, then 0.05, in place of 0.3: seed 1's
+  # falls (this key at 150-178, anchor-tail at 300-324) came in blocks where the median
+  # meta-step's KL rose to 0.13-0.14, where seed 0's stayed near 0.01 (at most 0.21 in 420)
+  [continue-guard-anchor-0.05-tail-kl-0.1]="init_from=$guarded init_from_optimizer=true adaptation.learn_lr=true meta_optimizer.max_kl=0.1 meta_optimizer.anchor_kl_coeff=0.05 tail_fraction=0.75"
+  [continue-guard-anchor-0.05-tail-kl-0.05]="init_from=$guarded init_from_optimizer=true adaptation.learn_lr=true meta_optimizer.max_kl=0.05 meta_optimizer.anchor_kl_coeff=0.05 tail_fraction=0.75"
   # from the finished shipped run, the meta-loss over the 75% of each meta-batch's tasks that
   # adapt worst (DR-MAML's tail-task risk): on HalfCheetahDir every forward task and the worst
   # backward ones, so the meta-step serves the direction that adapts worse
