@@ -360,7 +360,8 @@ def _cell(step: dict[str, Any]) -> str:
 
 
 def _share(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.0f}%"
+    """A share of the gap to one decimal: rounded to whole percents, 59.7% would read as 60%."""
+    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def plot_curve(results: dict[str, Any], out: Path) -> Path:

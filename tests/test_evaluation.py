@@ -285,7 +285,7 @@ def test_subgroups_are_recomputed_from_the_per_task_values():
     assert parts["forward"]["gap_closed"]["1"] == pytest.approx(0.5)
     assert parts["backward"]["gap_closed"]["1"] == pytest.approx(1.2)
     table = markdown_table({**results, "subgroups": parts})
-    assert "| forward (2) | gap closed | 38% | 50% |" in table
+    assert "| forward (2) | gap closed | 37.5% | 50.0% |" in table
     vel = gym.make("metarl/HalfCheetahVel-v0").unwrapped
     assert vel.task_subgroup({"velocity": 0.3}) == "velocity < 1"
     assert vel.task_subgroup({"velocity": 1.0}) == "velocity >= 1"
@@ -307,7 +307,7 @@ def test_a_family_of_one_subgroup_shows_its_gap_row_under_all():
     parts = by_subgroup(results, ["all", "all"])
     table = markdown_table({**results, "subgroups": parts})
     # (-30 - -70) / (-10 - -70) after one step; (-60 - -70) / 60 before it.
-    assert "| all (2) | gap closed | 17% | 67% |" in table
+    assert "| all (2) | gap closed | 16.7% | 66.7% |" in table
     assert table.count("| all (2) | metarl (MAML) |") == 1
 
 
