@@ -268,10 +268,17 @@ def test_every_cheetah_ablation_is_a_valid_config():
     for family in ("dir", "vel"):
         shipped = f"experiments/results/halfcheetah-{family}/seed0"
         guarded = f"{results}/continue-learn-lr-guard-seed0/snapshot-150"
+        held = f"{results}/continue-guard-anchor-0.05-tail-kl-0.1-seed1/snapshot-400"
         for name, sets in table.items():
-            overrides = sets.replace("$shipped", shipped).replace("$guarded", guarded).split()
+            overrides = (
+                sets.replace("$shipped", shipped)
+                .replace("$guarded", guarded)
+                .replace("$held", held)
+                .split()
+            )
             config = load_config(EXPERIMENTS / "configs" / f"halfcheetah-{family}.yaml", overrides)
-            assert (config.init_from in (shipped, guarded)) == ("init_from" in sets), name
+            sources = (shipped, guarded, held)
+            assert (config.init_from in sources) == ("init_from" in sets), name
     # the anneal's sources, one per seed, are committed where the script looks for them
     (at,) = re.findall(r"^declare -A guarded_at=\((.*)\)$", text, flags=re.MULTILINE)
     snapshots = dict(re.findall(r"\[(\d+)\]=(\d+)", at))
@@ -285,6 +292,16 @@ def test_every_cheetah_ablation_is_a_valid_config():
         assert (snapshot / "checkpoints" / "latest.pt").exists(), snapshot
         rows = (snapshot / "progress.csv").read_text().splitlines()
         assert len(rows) - 1 == int(iteration), snapshot  # the state the script's comment names
+    (at,) = re.findall(r"^declare -A held_at=\((.*)\)$", text, flags=re.MULTILINE)
+    for seed, iteration in re.findall(r"\[(\d+)\]=(\d+)", at):
+        snapshot = (
+            EXPERIMENTS.parent
+            / results
+            / f"continue-guard-anchor-0.05-tail-kl-0.1-seed{seed}/snapshot-{iteration}"
+        )
+        assert (snapshot / "checkpoints" / "latest.pt").exists(), snapshot
+        rows = (snapshot / "progress.csv").read_text().splitlines()
+        assert len(rows) - 1 == int(iteration), snapshot
 
 
 def test_anchor_size_measures_the_anchors_pull_on_the_runs_own_meta_batch(tmp_path):
