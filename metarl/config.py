@@ -620,7 +620,8 @@ class Config(_Checked):
     first steps move every coordinate by ``lr`` at once whatever its gradient: continuing the
     converged HalfCheetahDir runs that way, the first meta-step moved the adapted policy by a
     mean KL of 900 to 4e10 (``false``, the behaviour before this key, which the committed
-    continuations ran with)."""
+    continuations before the KL guard ran with). ``anchor_kl_coeff``'s anchor is not carried:
+    it is where this run's first meta-step finds the pre-step policy."""
 
     @property
     def normalize_inner_advantages(self) -> bool:
