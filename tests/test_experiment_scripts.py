@@ -279,29 +279,20 @@ def test_every_cheetah_ablation_is_a_valid_config():
             config = load_config(EXPERIMENTS / "configs" / f"halfcheetah-{family}.yaml", overrides)
             sources = (shipped, guarded, held)
             assert (config.init_from in sources) == ("init_from" in sets), name
-    # the anneal's sources, one per seed, are committed where the script looks for them
-    (at,) = re.findall(r"^declare -A guarded_at=\((.*)\)$", text, flags=re.MULTILINE)
-    snapshots = dict(re.findall(r"\[(\d+)\]=(\d+)", at))
-    assert set(snapshots) == {"0", "1"}
-    for seed, iteration in snapshots.items():
-        snapshot = (
-            EXPERIMENTS.parent
-            / results
-            / f"continue-learn-lr-guard-seed{seed}/snapshot-{iteration}"
-        )
-        assert (snapshot / "checkpoints" / "latest.pt").exists(), snapshot
-        rows = (snapshot / "progress.csv").read_text().splitlines()
-        assert len(rows) - 1 == int(iteration), snapshot  # the state the script's comment names
-    (at,) = re.findall(r"^declare -A held_at=\((.*)\)$", text, flags=re.MULTILINE)
-    for seed, iteration in re.findall(r"\[(\d+)\]=(\d+)", at):
-        snapshot = (
-            EXPERIMENTS.parent
-            / results
-            / f"continue-guard-anchor-0.05-tail-kl-0.1-seed{seed}/snapshot-{iteration}"
-        )
-        assert (snapshot / "checkpoints" / "latest.pt").exists(), snapshot
-        rows = (snapshot / "progress.csv").read_text().splitlines()
-        assert len(rows) - 1 == int(iteration), snapshot
+    # the continuations' sources, one per seed, are committed where the script looks for them
+    snapshot_tables = (
+        ("guarded_at", "continue-learn-lr-guard", {"0", "1"}),
+        ("held_at", "continue-guard-anchor-0.05-tail-kl-0.1", {"1"}),
+    )
+    for table_name, source, seeds in snapshot_tables:
+        (at,) = re.findall(rf"^declare -A {table_name}=\((.*)\)$", text, flags=re.MULTILINE)
+        snapshots = dict(re.findall(r"\[(\d+)\]=(\d+)", at))
+        assert set(snapshots) == seeds, table_name
+        for seed, iteration in snapshots.items():
+            snapshot = EXPERIMENTS.parent / results / f"{source}-seed{seed}/snapshot-{iteration}"
+            assert (snapshot / "checkpoints" / "latest.pt").exists(), snapshot
+            rows = (snapshot / "progress.csv").read_text().splitlines()
+            assert len(rows) - 1 == int(iteration), snapshot  # the state the script names
 
 
 def test_anchor_size_measures_the_anchors_pull_on_the_runs_own_meta_batch(tmp_path):
