@@ -4,10 +4,10 @@
 # ITERATIONS (150 unless set) each, then the held-out evaluation at step 1 against the
 # family's baselines (compare with that run's first 150 iterations and, for Dir, its
 # evaluation-150/). The keys that set init_from (`anneal`, `continue-*`, `reward-step*`,
-# `tail-*`) instead continue the finished shipped run of that seed (`continue-guard-anneal`:
-# a committed snapshot of a continuation) for ITERATIONS with the one change their comment
-# names (compare with that run's evaluation and its last iterations). Resumable: a run
-# directory that exists is continued, up to ITERATIONS.
+# `tail-*`) instead continue the finished shipped run of that seed (`continue-guard-*`: a
+# committed snapshot of a continuation, `guarded_at` or `held_at` below) for ITERATIONS with
+# the one change their comment names (compare with that run's evaluation and its last
+# iterations). Resumable: a run directory that exists is continued, up to ITERATIONS.
 #   experiments/halfcheetah_ablations.sh                          # every ablation, Dir
 #   experiments/halfcheetah_ablations.sh inner-lr-0.2             # one
 #   FAMILY=vel experiments/halfcheetah_ablations.sh inner-lr-0.2  # on HalfCheetahVel
