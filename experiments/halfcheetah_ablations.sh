@@ -5,7 +5,7 @@
 # family's baselines (compare with that run's first 150 iterations and, for Dir, its
 # evaluation-150/). The keys that set init_from (`anneal`, `continue-*`, `reward-step*`,
 # `tail-*`) instead continue the finished shipped run of that seed (`continue-guard-*`: a
-# committed snapshot of a continuation, `guarded_at` or `held_at` below) for ITERATIONS with
+# committed snapshot of a continuation, `guarded_at` or `held_from` below) for ITERATIONS with
 # the one change their comment names (compare with that run's evaluation and its last
 # iterations). Resumable: a run directory that exists is continued, up to ITERATIONS.
 #   experiments/halfcheetah_ablations.sh                          # every ablation, Dir
@@ -28,10 +28,12 @@ shipped=experiments/results/halfcheetah-${family}/seed${seed}  # what the contin
 # iterations, its best; seed 1 at 266, where it stopped (forward at its best, backward falling)
 declare -A guarded_at=([0]=150 [1]=266)
 guarded=$results/continue-learn-lr-guard-seed${seed}/snapshot-${guarded_at[$seed]:-none}
-# seed 1's continuation with the meta-step's KL held to 0.1, at 400 iterations (held out forward
-# 59.5%, backward 71%; the run itself went on): the `-half-` key's start
-declare -A held_at=([1]=400)
-held=$results/continue-guard-anchor-0.05-tail-kl-0.1-seed${seed}/snapshot-${held_at[$seed]:-none}
+# the `-half-` key's starts, each seed's best held anchored state: seed 0's 0.05-anchor
+# continuation at 420 (held out forward 63%), seed 1's with the meta-step's KL held to 0.1 at
+# 400 (59.5%; that run went on to 600)
+declare -A held_from=([0]=continue-guard-anchor-0.05-tail-seed0/snapshot-420
+  [1]=continue-guard-anchor-0.05-tail-kl-0.1-seed1/snapshot-400)
+held=$results/${held_from[$seed]:-none}
 declare -A keys=(
   [learn-lr]="adaptation.learn_lr=true"  # MAML++'s learned per-tensor inner rates
   [inner-lr-0.2]="adaptation.lr=0.2"     # twice the paper's inner step
@@ -102,10 +104,11 @@ declare -A keys=(
   # meta-step's KL rose to 0.13-0.14, where seed 0's stayed near 0.01 (at most 0.21 in 420)
   [continue-guard-anchor-0.05-tail-kl-0.1]="init_from=$guarded init_from_optimizer=true adaptation.learn_lr=true meta_optimizer.max_kl=0.1 meta_optimizer.anchor_kl_coeff=0.05 tail_fraction=0.75"
   [continue-guard-anchor-0.05-tail-kl-0.05]="init_from=$guarded init_from_optimizer=true adaptation.learn_lr=true meta_optimizer.max_kl=0.05 meta_optimizer.anchor_kl_coeff=0.05 tail_fraction=0.75"
-  # from that 0.1 run at 400 (seed 1 only), the meta-loss over the worse half of each
-  # meta-batch, every forward task, in place of 75%: its forward rose 685 to 703 per 25 over
-  # 400 iterations, seed 1's forward stalls near 700 whatever else changes, and backward had
-  # 150 to spare over its 60% mark (the anchor: the 400 state, where this run's first step is)
+  # from that 0.1 run at 400 (seed 1; seed 0: from its 0.05-anchor run at 420), the meta-loss
+  # over the worse half of each meta-batch, every forward task, in place of 75%: its forward
+  # rose 685 to 703 per 25 over 400 iterations, seed 1's forward stalls near 700 whatever
+  # else changes, and backward had 150 to spare over its 60% mark (the anchor: the start
+  # state, where this run's first step is)
   [continue-guard-anchor-0.05-half-kl-0.1]="init_from=$held init_from_optimizer=true adaptation.learn_lr=true meta_optimizer.max_kl=0.1 meta_optimizer.anchor_kl_coeff=0.05 tail_fraction=0.5"
   # from the finished shipped run, the meta-loss over the 75% of each meta-batch's tasks that
   # adapt worst (DR-MAML's tail-task risk): on HalfCheetahDir every forward task and the worst

@@ -280,19 +280,20 @@ def test_every_cheetah_ablation_is_a_valid_config():
             sources = (shipped, guarded, held)
             assert (config.init_from in sources) == ("init_from" in sets), name
     # the continuations' sources, one per seed, are committed where the script looks for them
-    snapshot_tables = (
-        ("guarded_at", "continue-learn-lr-guard", {"0", "1"}),
-        ("held_at", "continue-guard-anchor-0.05-tail-kl-0.1", {"1"}),
-    )
-    for table_name, source, seeds in snapshot_tables:
-        (at,) = re.findall(rf"^declare -A {table_name}=\((.*)\)$", text, flags=re.MULTILINE)
-        snapshots = dict(re.findall(r"\[(\d+)\]=(\d+)", at))
-        assert set(snapshots) == seeds, table_name
-        for seed, iteration in snapshots.items():
-            snapshot = EXPERIMENTS.parent / results / f"{source}-seed{seed}/snapshot-{iteration}"
-            assert (snapshot / "checkpoints" / "latest.pt").exists(), snapshot
-            rows = (snapshot / "progress.csv").read_text().splitlines()
-            assert len(rows) - 1 == int(iteration), snapshot  # the state the script names
+    (at,) = re.findall(r"^declare -A guarded_at=\((.*)\)$", text, flags=re.MULTILINE)
+    snapshots = {
+        seed: f"continue-learn-lr-guard-seed{seed}/snapshot-{iteration}"
+        for seed, iteration in re.findall(r"\[(\d+)\]=(\d+)", at)
+    }
+    (held,) = re.findall(r"^declare -A held_from=\(([^)]*)\)$", text, flags=re.MULTILINE)
+    held_from = re.findall(r"\[(\d+)\]=(\S+)", held)
+    assert {seed for seed, _ in held_from} == set(snapshots) == {"0", "1"}
+    for path in [*snapshots.values(), *(path for _, path in held_from)]:
+        snapshot = EXPERIMENTS.parent / results / path
+        assert (snapshot / "checkpoints" / "latest.pt").exists(), snapshot
+        rows = (snapshot / "progress.csv").read_text().splitlines()
+        iteration = int(path.rsplit("-", 1)[1])
+        assert len(rows) - 1 == iteration, snapshot  # the state the script names
 
 
 def test_anchor_size_measures_the_anchors_pull_on_the_runs_own_meta_batch(tmp_path):
