@@ -269,6 +269,7 @@ def test_every_cheetah_ablation_is_a_valid_config():
         shipped = f"experiments/results/halfcheetah-{family}/seed0"
         guarded = f"{results}/continue-learn-lr-guard-seed0/snapshot-150"
         held = f"{results}/continue-guard-anchor-0.05-tail-kl-0.1-seed1/snapshot-400"
+        sources = (shipped, guarded, held)
         for name, sets in table.items():
             overrides = (
                 sets.replace("$shipped", shipped)
@@ -277,7 +278,6 @@ def test_every_cheetah_ablation_is_a_valid_config():
                 .split()
             )
             config = load_config(EXPERIMENTS / "configs" / f"halfcheetah-{family}.yaml", overrides)
-            sources = (shipped, guarded, held)
             assert (config.init_from in sources) == ("init_from" in sets), name
     # the continuations' sources, one per seed, are committed where the script looks for them
     (at,) = re.findall(r"^declare -A guarded_at=\((.*)\)$", text, flags=re.MULTILINE)
@@ -285,8 +285,8 @@ def test_every_cheetah_ablation_is_a_valid_config():
         seed: f"continue-learn-lr-guard-seed{seed}/snapshot-{iteration}"
         for seed, iteration in re.findall(r"\[(\d+)\]=(\d+)", at)
     }
-    (held,) = re.findall(r"^declare -A held_from=\(([^)]*)\)$", text, flags=re.MULTILINE)
-    held_from = re.findall(r"\[(\d+)\]=(\S+)", held)
+    (table_text,) = re.findall(r"^declare -A held_from=\(([^)]*)\)$", text, flags=re.MULTILINE)
+    held_from = re.findall(r"\[(\d+)\]=(\S+)", table_text)
     assert {seed for seed, _ in held_from} == set(snapshots) == {"0", "1"}
     for path in [*snapshots.values(), *(path for _, path in held_from)]:
         snapshot = EXPERIMENTS.parent / results / path
