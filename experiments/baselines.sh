@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The baselines a meta-training run is evaluated against (`metarl evaluate --baselines`),
 # trained with the run's own config (horizon, env options, architecture) through the batched
-# engine, into experiments/results/<config>-baselines/:
+# engine, into experiments/results/<config>/baselines/ (beside the family's seed<N>/ runs):
 #   pretrained: PPO of metarl's architecture on the whole task distribution, the task never
 #               observed (adapted by metarl's own inner steps at evaluation);
 #   oracle:     SAC that observes the task (not adapted; scored with its mean action).
@@ -24,7 +24,7 @@ if [ -z "$name" ] || [ ! -f "$config" ]; then
     $(cd experiments/configs && ls *.yaml | sed 's/\.yaml$//') >&2
   exit 2
 fi
-out=experiments/results/${name}-baselines
+out=experiments/results/${name}/baselines
 pretrain_steps=${PRETRAIN_STEPS:-1000000}
 oracle_steps=${ORACLE_STEPS:-300000}
 # Small networks gain little from a second torch thread here, and the runs share 2 cores.

@@ -7,7 +7,7 @@ return column (``return_pre``, ``return_post`` and their per-subgroup columns, o
 (default 50,000) by the steps done when each episode ended, and its episode returns averaged.
 
     .venv/bin/python experiments/blocks.py experiments/results/ant-goal/seed0/progress.csv
-    .venv/bin/python experiments/blocks.py experiments/results/ant-vel-baselines/oracle.monitor.csv
+    .venv/bin/python experiments/blocks.py experiments/results/ant-vel/baselines/oracle.monitor.csv
 """
 
 from __future__ import annotations

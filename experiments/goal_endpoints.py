@@ -11,7 +11,7 @@ too (their observation is the position). Prints the table and, with ``--out``, w
 (markdown).
 
     .venv/bin/python experiments/goal_endpoints.py experiments/results/ant-goal/seed0 \\
-        --out experiments/results/ant-goal/seed0/evaluation-467/endpoints.md
+        --out runs/ant-goal-endpoints.md
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ pretrained baseline, and the oracle both ways; then the share of the pretrained 
 that step 1 closes per subgroup for each pairing. Writes ``mean-action.json`` and
 ``mean-action.md`` beside the run's ``evaluation/results.json``.
 
-    .venv/bin/python experiments/mean_action_gap.py experiments/results/halfcheetah-vel/seed0 \\
-        experiments/results/halfcheetah-vel-baselines
+    .venv/bin/python experiments/mean_action_gap.py runs/cheetah-vel \\
+        experiments/results/halfcheetah-vel/baselines
 """
 
 from __future__ import annotations

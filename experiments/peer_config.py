@@ -99,7 +99,7 @@ VARIANTS: dict[str, list[str]] = {
     "scaled-torch": [*OLD, *SCALED],
     "defaults": [],  # the shipped policy with MAML-TRPO (= scaled-xavier-gn-sub25, see SAME)
     # Twice the paper's inner step size (the same ablation at the paper's scale:
-    # experiments/results/halfcheetah-dir-ablations).
+    # experiments/reports/halfcheetah-dir-forward-half.md).
     "defaults-inner-lr-0.2": ["adaptation.lr=0.2"],
     # The line search's KL in the peer's direction, KL(new || old).
     "defaults-kl-new-old": ["meta_optimizer.kl_direction=new_old"],

@@ -1,20 +1,6 @@
-# Sourced by experiments/halfcheetah.sh, experiments/ant.sh and
-# experiments/halfcheetah_ablations.sh: the steps their runs share.
-#
-# outer_step RESULTS SEED: the outer step a run meta-trains with. The shipped locomotion configs
-# use ProMP's; OUTER=trpo gives the paper's MAML-TRPO (its estimator and TRPO, with the
-# curvature the configs had before ProMP), whose runs sit beside the shipped ones in
-# <results>-trpo/. Sets run (RESULTS/seedS or RESULTS-trpo/seedS) and sets (--set keys).
-outer_step() {
-  case ${OUTER:-promp} in
-    promp) run=$1/seed$2; sets=() ;;
-    trpo)
-      run=$1-trpo/seed$2
-      sets=(--set objective=maml --set meta_optimizer.name=trpo
-        --set meta_optimizer.fvp=gauss_newton --set meta_optimizer.cg_subsample=0.25) ;;
-    *) echo "OUTER must be promp or trpo, got $OUTER" >&2; exit 2 ;;
-  esac
-}
+# Sourced by experiments/halfcheetah.sh and experiments/ant.sh: the steps their runs share.
+# A family's canonical runs are experiments/results/<family>/seed<S>/, evaluated against the
+# baselines in experiments/results/<family>/baselines/ (experiments/baselines.sh).
 
 # train_run CONFIG RUN SEED ITERATIONS [ARG ...]: meta-trains CONFIG into RUN up to ITERATIONS,
 # continuing it (--resume) when RUN has a checkpoint, so a run spans sessions; the ARGs (--set
@@ -31,7 +17,7 @@ train_run() {
 # finish_run RUN BASELINES [--task JSON ...]: after meta-training, the held-out evaluation per
 # subgroup (against those of pretrained.zip and oracle.zip that BASELINES holds), the learning
 # curves (also per subgroup, where the run logged them) and, given tasks, the adapted rollouts
-# of each (a small GIF and the full MP4).
+# of each (a small GIF and the full MP4; not committed with the canonical runs, for size).
 finish_run() {
   local run=$1 baselines=$2
   shift 2

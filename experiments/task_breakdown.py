@@ -10,7 +10,7 @@ share of the pretrained -> oracle gap that step 1 closes (the subgroup tables' d
 Writes ``breakdown.md`` beside each ``results.json``.
 
     .venv/bin/python experiments/task_breakdown.py \\
-        experiments/results/ant-goal/seed0/evaluation*/results.json
+        experiments/results/ant-goal/seed0/evaluation/results.json
     .venv/bin/python experiments/task_breakdown.py \\
         experiments/results/halfcheetah-vel/seed0/evaluation/results.json
 """

@@ -28,11 +28,6 @@ SHIPPED = {
     "ant-vel": ("metarl/AntVel-v0", 40, 20, 200),
     "ant-dir": ("metarl/AntDir-v0", 40, 20, 100),
     "ant-goal": ("metarl/AntGoal-v0", 40, 20, 100),
-    "ant-goal-h200": ("metarl/AntGoal-v0", 40, 20, 200),
-    "ant-goal-h200-lr0.2": ("metarl/AntGoal-v0", 40, 20, 200),
-    "ant-goal-h200-anneal": ("metarl/AntGoal-v0", 40, 20, 200),
-    "ant-goal-h200-gae0.95": ("metarl/AntGoal-v0", 40, 20, 200),
-    "halfcheetah-vel-reward-step": ("metarl/HalfCheetahVel-v0", 40, 20, 200),
 }
 
 MINIMAL = {"env": "metarl/HalfCheetahVel-v0"}
@@ -54,44 +49,22 @@ def _write(text: str) -> Path:
 
 
 def test_every_config_is_shipped():
+    """One config per task family, nothing else at the top level (an ablation's or a
+    continuation's config goes with its report, experiments/reports/<study>/configs/)."""
     assert {p.stem for p in CONFIG_DIR.glob("*.yaml")} == set(SHIPPED)
 
 
-# Each continuation config: (the config it says it is "the rest as", the keys it changes, the
-# run it warm-starts from, its own iterations after that run's). A nested mapping changes only
-# the keys it names. These are the shipped configs' only departures from the paper's values
-# beyond their roots' (test_shipped_config_loads_with_paper_values).
-H200_RUN = "experiments/results/ant-goal-h200/seed0"
-CONTINUATIONS = {
-    "ant-goal-h200": ("ant-goal", {"horizon": 200}, "experiments/results/ant-goal/seed0", 200),
-    "ant-goal-h200-lr0.2": ("ant-goal-h200", {"adaptation": {"lr": 0.2}}, H200_RUN, 60),
-    "ant-goal-h200-anneal": ("ant-goal-h200", {"meta_optimizer": {"lr": 3.0e-4}}, H200_RUN, 54),
-    "ant-goal-h200-gae0.95": ("ant-goal-h200", {"gae_lambda": 0.95}, H200_RUN, 42),
-    "halfcheetah-vel-reward-step": (
-        "halfcheetah-vel",
-        {
-            "adaptation": {
-                "reward_scaled_step": {"zero_reward": -0.1, "unit": 0.4, "max_scale": 1.5}
-            }
-        },
-        "experiments/results/halfcheetah-vel/seed0",
-        60,
-    ),
-}
-
-
-@pytest.mark.parametrize("name", sorted(CONTINUATIONS))
-def test_a_continuation_differs_from_its_base_only_where_its_header_says(name):
-    """Its header says "the rest as <base>.yaml": only these keys (and the iterations and the
-    warm start) may differ."""
-    base_name, changes, source, iterations = CONTINUATIONS[name]
-    base = load_config(CONFIG_DIR / f"{base_name}.yaml").to_dict()
-    variant = load_config(CONFIG_DIR / f"{name}.yaml").to_dict()
-    assert {k for k in base if base[k] != variant[k]} == {*changes, "iterations", "init_from"}
-    for key, value in changes.items():
-        assert variant[key] == ({**base[key], **value} if isinstance(value, dict) else value)
-    # A warm start counts its own iterations after its source run's.
-    assert (variant["init_from"], variant["iterations"]) == (source, iterations)
+@pytest.mark.parametrize(
+    "path",
+    sorted([*CONFIG_DIR.glob("*.yaml"), *CONFIG_DIR.glob("variants/*.yaml")]),
+    ids=lambda p: str(p.relative_to(CONFIG_DIR)),
+)
+def test_no_shipped_config_warm_starts_from_a_run(path):
+    """Every shipped and comparison config loads and trains from scratch: none names an
+    init_from (a committed run it would start from), in its own file or in a base: it
+    inherits."""
+    assert load_config(path).init_from is None
+    assert not re.search(r"^init_from\s*:", path.read_text(), flags=re.MULTILINE)
 
 
 # Each method config of the MAML-family comparison (experiments/compare_variants.py) is its
@@ -222,10 +195,8 @@ def test_bad_base_is_named(tmp_path_factory, files, words):
         load_config(root / "a.yaml")
 
 
-@pytest.mark.parametrize("name", sorted(set(SHIPPED) - set(CONTINUATIONS)))
+@pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_config_loads_with_paper_values(name):
-    """Every config that is not a continuation; a continuation departs from its base only by
-    the keys CONTINUATIONS gives (test_a_continuation_differs_from_its_base_only_where...)."""
     env, tasks, episodes, horizon = SHIPPED[name]
     config = load_config(CONFIG_DIR / f"{name}.yaml")
     assert (config.env, config.tasks_per_batch, config.episodes_per_task, config.horizon) == (
@@ -236,7 +207,7 @@ def test_shipped_config_loads_with_paper_values(name):
     )
     assert config.policy.hidden_sizes == [100, 100]
     # The locomotion configs use tanh: with their init and action scale ReLU did not learn
-    # (experiments/results/paper-scale-probe; the config's comment says so).
+    # (experiments/reports/halfcheetah-dir-forward-half.md; the config's comment says so).
     assert config.policy.activation == ("relu" if name == "navigation2d" else "tanh")
     assert config.adaptation.lrs == [0.1]  # the paper's inner step
     assert (config.gamma, config.gae_lambda) == (0.99, 1.0)  # the paper's discount and GAE
@@ -246,7 +217,7 @@ def test_shipped_config_loads_with_paper_values(name):
     assert (config.iterations, config.init_from) == (500, None)
     if name != "navigation2d":
         # The locomotion configs meta-train with ProMP's outer step at ProMP's values (the
-        # configs' comment gives the reason: experiments/results/halfcheetah-dir-trpo).
+        # configs' comment gives the reason: experiments/reports/halfcheetah-dir-forward-half.md).
         assert config.objective == "lvc"
         assert config.meta_optimizer == PPOConfig(lr=1e-3, epochs=5, clip=0.3, inner_kl_coeff=5e-4)
         return

@@ -1,15 +1,24 @@
-"""The analysis scripts under experiments/ that README numbers come from."""
+"""The scripts under experiments/: the analysis tools, and the end-to-end scripts that train,
+evaluate and draw a family's canonical runs into experiments/results/<family>/."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from metarl.config import load_config
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+FAMILIES = ("navigation2d", "halfcheetah-vel", "halfcheetah-dir", "ant-vel", "ant-dir", "ant-goal")
+# What experiments/results/ holds: a folder per family, the two comparisons, the benchmarks.
+RESULTS = {*FAMILIES, "peer-config", "variants", "benchmarks", "README.md"}
 
 
 def load_script(name: str):
@@ -221,108 +230,156 @@ def test_mean_action_gap_repeats_the_evaluation_and_scores_the_mean_action(tmp_p
     assert rows[3][6].strip() == f"{100 * (m1 - p1) / (o - p1):.0f}%"
 
 
-def test_widen_run_keeps_the_policys_actions_and_is_a_warm_start_source(tmp_path):
-    """The widened policy acts as the run's did (every parameter of the old units kept), its
-    new units can learn (their incoming weights are not zero), and init_from accepts it."""
-    import dataclasses
-
-    import pytest
-    import torch
-    from conftest import tiny_navigation_config
-
-    from metarl.checkpoint import load_policy
-    from metarl.trainer import Trainer
-
-    script = load_script("widen_run")
-    run, out = tmp_path / "nav", tmp_path / "wide"
-    Trainer(tiny_navigation_config(iterations=1), run, progress=False).train()
-    assert script.main([str(run), str(out), "--hidden", "24", "20"]) == 0
-    _, old, _ = load_policy(run)
-    config, wide, _ = load_policy(out)
-    assert config.policy.hidden_sizes == [24, 20]
-    obs = torch.randn(64, old.obs_dim)
-    with torch.no_grad():
-        torch.testing.assert_close(wide(obs, stats=True), old(obs, stats=True))
-    first = wide.state_dict()["mean.0.weight"]
-    assert first.shape == (24, old.obs_dim) and first[16:].abs().sum() > 0
-    warm = Trainer(
-        dataclasses.replace(
-            tiny_navigation_config(iterations=1), policy=config.policy, init_from=str(out)
-        ),
-        tmp_path / "warm",
-        progress=False,
-    )
-    torch.testing.assert_close(warm.policy.state_dict()["mean.0.weight"], first)
-    warm.close()
-    with pytest.raises(SystemExit, match="none narrower"):
-        script.main([str(run), str(tmp_path / "narrow"), "--hidden", "8", "20"])
+def test_every_shell_script_parses():
+    scripts = sorted(EXPERIMENTS.glob("*.sh"))
+    assert {p.name for p in scripts} >= {"ant.sh", "halfcheetah.sh", "baselines.sh", "run_steps.sh"}
+    for script in scripts:
+        result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{script.name}: {result.stderr}"
 
 
-def test_every_cheetah_ablation_is_a_valid_config():
-    """Each key of halfcheetah_ablations.sh's table, with its source run, loads on both cheetah
-    configs: a misspelt or out-of-range override fails here, not an hour into a session."""
-    text = (EXPERIMENTS / "halfcheetah_ablations.sh").read_text()
-    table = dict(re.findall(r'^  \[([\w.-]+)\]="([^"]*)"', text, flags=re.MULTILINE))
-    assert {"learn-lr", "continue-learn-lr", "continue-meta-sgd", "continue-restart"} <= set(table)
-    results = "experiments/results/halfcheetah-dir-ablations"
-    for family in ("dir", "vel"):
-        shipped = f"experiments/results/halfcheetah-{family}/seed0"
-        guarded = f"{results}/continue-learn-lr-guard-seed0/snapshot-150"
-        held = f"{results}/continue-guard-anchor-0.05-tail-kl-0.1-seed1/snapshot-400"
-        sources = (shipped, guarded, held)
-        for name, sets in table.items():
-            overrides = (
-                sets.replace("$shipped", shipped)
-                .replace("$guarded", guarded)
-                .replace("$held", held)
-                .split()
+def test_scripts_write_only_where_experiments_results_has_a_folder():
+    """Every experiments/results/<name> that a script names is a family, a comparison or the
+    benchmarks (no <family>-baselines/, ablation or probe folder), and every file under
+    experiments/ that a script names by a literal path exists."""
+    for script in sorted([*EXPERIMENTS.glob("*.sh"), *EXPERIMENTS.glob("*.py")]):
+        text = script.read_text()
+        for name in re.findall(r"experiments/results/((?:[\w.+-]|\$\{?\w+\}?|<\w+>)+)", text):
+            # a shell variable or a <placeholder> stands for any part of a folder's name
+            wild = r"\\\$\\\{?\w+\\\}?|<\w+>"
+            pattern = re.sub(wild, lambda _: r"[\w.-]+", re.escape(name))
+            assert any(re.fullmatch(pattern, folder) for folder in RESULTS), (
+                f"{script.name} names experiments/results/{name}"
             )
-            config = load_config(EXPERIMENTS / "configs" / f"halfcheetah-{family}.yaml", overrides)
-            assert (config.init_from in sources) == ("init_from" in sets), name
-    # the continuations' sources, one per seed, are committed where the script looks for them
-    (at,) = re.findall(r"^declare -A guarded_at=\((.*)\)$", text, flags=re.MULTILINE)
-    snapshots = {
-        seed: f"continue-learn-lr-guard-seed{seed}/snapshot-{iteration}"
-        for seed, iteration in re.findall(r"\[(\d+)\]=(\d+)", at)
-    }
-    (table_text,) = re.findall(r"^declare -A held_from=\(([^)]*)\)$", text, flags=re.MULTILINE)
-    held_from = re.findall(r"\[(\d+)\]=(\S+)", table_text)
-    assert {seed for seed, _ in held_from} == set(snapshots) == {"0", "1"}
-    for path in [*snapshots.values(), *(path for _, path in held_from)]:
-        snapshot = EXPERIMENTS.parent / results / path
-        assert (snapshot / "checkpoints" / "latest.pt").exists(), snapshot
-        rows = (snapshot / "progress.csv").read_text().splitlines()
-        iteration = int(path.rsplit("-", 1)[1])
-        assert len(rows) - 1 == iteration, snapshot  # the state the script names
+        for quoted in re.findall(r'"results"\s*/\s*"([\w.+-]+)"', text):
+            assert quoted in RESULTS, f"{script.name} names results/{quoted}"
+        for path in re.findall(r"experiments/((?:configs/)?[\w-]+\.(?:sh|py|yaml))\b", text):
+            assert (EXPERIMENTS / path).exists(), f"{script.name} names experiments/{path}"
 
 
-def test_anchor_size_measures_the_anchors_pull_on_the_runs_own_meta_batch(tmp_path):
-    """From the run's own state the anchor's KL and gradient vanish; from an earlier state both
-    are positive, while the meta-loss's gradient, which does not depend on the anchor, is the
-    same. A TRPO run is refused by name."""
-    import dataclasses
+def _scripted_repo(tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of experiments/'s shell scripts and configs with a stand-in ``.venv/bin/metarl``
+    that logs each call and, for ``train``, leaves a run directory with a progress.csv."""
+    root = tmp_path / "repo"
+    (root / "experiments").mkdir(parents=True)
+    for script in EXPERIMENTS.glob("*.sh"):
+        shutil.copy(script, root / "experiments" / script.name)
+    shutil.copytree(EXPERIMENTS / "configs", root / "experiments" / "configs")
+    log = tmp_path / "calls.txt"
+    fake = root / ".venv" / "bin" / "metarl"
+    fake.parent.mkdir(parents=True)
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "$*" >> "{log}"\n'
+        'if [ "$1" = train ]; then\n'
+        "  while [ $# -gt 0 ]; do\n"
+        '    if [ "$1" = --run-dir ]; then mkdir -p "$2"\n'
+        '      echo "iteration,return_pre,return_post,return_post/forward" > "$2/progress.csv"; fi\n'
+        "    shift\n"
+        "  done\n"
+        "fi\n"
+    )
+    fake.chmod(0o755)
+    return root, log
 
-    import pytest
-    from conftest import tiny_navigation_config
 
-    from metarl.config import PPOConfig
-    from metarl.trainer import Trainer
+def _run(root: Path, script: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(root / "experiments" / script)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    )
 
-    script = load_script("anchor_size")
-    config = tiny_navigation_config(iterations=3, meta_optimizer=PPOConfig(lr=3e-2, epochs=2))
-    early, late = tmp_path / "early", tmp_path / "late"
-    Trainer(dataclasses.replace(config, iterations=1), early, progress=False).train()
-    Trainer(config, late, progress=False).train()
-    results = {}
-    for name, anchor in (("self", late), ("early", early)):
-        out = tmp_path / f"{name}.json"
-        assert script.main([str(late), str(anchor), "--iteration", "3", "--out", str(out)]) == 0
-        results[name] = json.loads(out.read_text())
-    assert results["self"]["anchor_kl"] == 0 and results["self"]["anchor_gradient_norm"] < 1e-6
-    assert results["early"]["anchor_kl"] > 1e-4 and results["early"]["anchor_gradient_norm"] > 1e-3
-    meta = [r["meta_loss_gradient_norm"] for r in results.values()]
-    assert meta[0] == meta[1] > 0
-    trpo = tmp_path / "trpo"
-    Trainer(tiny_navigation_config(iterations=1), trpo, progress=False).train()
-    with pytest.raises(SystemExit):
-        script.main([str(trpo), str(trpo), "--iteration", "1", "--out", str(tmp_path / "t.json")])
+
+@pytest.mark.parametrize(
+    ("script", "env", "family", "renders"),
+    [
+        ("ant.sh", {"ID": "dir"}, "ant-dir", True),
+        ("ant.sh", {"ID": "goal"}, "ant-goal", False),
+        ("halfcheetah.sh", {"FAMILY": "vel"}, "halfcheetah-vel", True),
+    ],
+)
+def test_a_family_script_trains_evaluates_and_draws_the_canonical_run(
+    tmp_path, script, env, family, renders
+):
+    root, log = _scripted_repo(tmp_path)
+    run = f"experiments/results/{family}/seed3"
+    baselines = root / "experiments" / "results" / family / "baselines"
+    baselines.mkdir(parents=True)
+    (baselines / "pretrained.zip").write_bytes(b"")
+    result = _run(root, script, SEED="3", ITERATIONS="7", **env)
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    assert calls[0] == (
+        f"train experiments/configs/{family}.yaml --run-dir {run} --seed 3 --iterations 7"
+    )
+    assert calls[1] == (
+        f"evaluate {run} --tasks 40 --steps 3 --episodes 20 --seed 1 "
+        f"--out {run}/evaluation/results.json --force "
+        f"--baselines experiments/results/{family}/baselines"
+    )
+    assert calls[2:4] == [
+        f"plot {run} --out {run}/curves.png",
+        f"plot {run} --subgroups --out {run}/curves-subgroups.png",
+    ]
+    assert [c.split()[0] for c in calls[4:]] == (["render", "render"] if renders else [])
+    # Run again: the checkpoint makes it a resume; without baselines none are passed.
+    (root / run / "checkpoints").mkdir()
+    (root / run / "checkpoints" / "latest.pt").write_bytes(b"")
+    shutil.rmtree(baselines)
+    log.unlink()
+    assert _run(root, script, SEED="3", ITERATIONS="7", **env).returncode == 0
+    calls = log.read_text().splitlines()
+    assert calls[0].endswith("--iterations 7 --resume")
+    assert "--baselines" not in calls[1]
+
+
+@pytest.mark.parametrize(
+    ("script", "env", "words"),
+    [
+        ("ant.sh", {"ID": "goal-h200"}, "ID must be vel, dir or goal"),
+        ("halfcheetah.sh", {"FAMILY": "dir-ablations"}, "FAMILY must be dir or vel"),
+        ("baselines.sh", {"CONFIG": "ant-goal-h200"}, "CONFIG must name a config"),
+    ],
+)
+def test_a_family_script_refuses_what_is_not_a_family(tmp_path, script, env, words):
+    root, log = _scripted_repo(tmp_path)
+    result = _run(root, script, **env)
+    assert result.returncode == 2
+    assert words in result.stderr
+    assert not log.exists()  # nothing trained
+
+
+def test_baselines_go_beside_the_familys_runs(tmp_path):
+    root, log = _scripted_repo(tmp_path)
+    result = _run(root, "baselines.sh", CONFIG="navigation2d", PRETRAIN_STEPS="5")
+    assert result.returncode == 0, result.stderr
+    out = "experiments/results/navigation2d/baselines"
+    pretrain, oracle = log.read_text().splitlines()
+    assert pretrain.startswith(
+        f"baseline pretrain experiments/configs/navigation2d.yaml --timesteps 5 "
+        f"--out {out}/pretrained.zip"
+    )
+    assert oracle.startswith(
+        f"baseline oracle experiments/configs/navigation2d.yaml --timesteps 300000 "
+        f"--out {out}/oracle.zip"
+    )
+    assert "--algo sac" in oracle
+
+
+def test_the_maml_family_comparison_finds_every_methods_config(monkeypatch):
+    """experiments/compare_variants.py trains each method from its config on each env: every
+    one exists, loads, starts from scratch, and gets the env steps of its one-step budget."""
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))  # as a script, it imports runs.py beside it
+    script = load_script("compare_variants")
+    for env, (shipped, budget) in script.ENVS.items():
+        assert shipped.exists()
+        for name in script.METHODS:
+            path = script.method_config(env, name)
+            config = load_config(path)
+            assert config.init_from is None, path
+            steps = config.adaptation.steps
+            iterations = script.method_iterations(env, name, budget)
+            assert iterations * (steps + 1) <= 2 * budget < (iterations + 1) * (steps + 1), name
+    assert script.RESULTS == EXPERIMENTS / "results" / "variants"
