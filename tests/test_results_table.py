@@ -210,3 +210,83 @@ def test_inside_git_only_tracked_runs_count(tree: Path):
     rows = _rows(table.generate(tree, CONFIGS), "halfcheetah-dir")
     assert rows[-1][2:4] == ["1", "not evaluated yet (no evaluation/results.json)"]
     assert rows[-1][-1].endswith("--run-dir experiments/results/halfcheetah-dir/seed1`")
+
+
+# The project README shows the compact table between its markers.
+
+
+def _block(text: str) -> str:
+    start = text.index(table.START_PREFIX)
+    return text[text.index("\n", start) + 1 : text.index(table.END)]
+
+
+def test_readme_table_is_generated_from_committed_results():
+    text = table.README.read_text(encoding="utf-8")
+    assert text.count(table.START_PREFIX) == 1 and text.count(table.END) == 1
+    assert _block(text) == table.readme_block(), (
+        f"README.md's results table is stale: run `{table.REGENERATE}` and commit it"
+    )
+
+
+def test_a_changed_cell_of_the_readme_fails_the_check(tmp_path: Path, capsys):
+    copy = tmp_path / "README.md"
+    text = table.README.read_text(encoding="utf-8")
+    copy.write_text(text, encoding="utf-8")
+    assert table.main(["--check", "--readme", str(copy)]) == 0
+    # One cell of the first evaluated row, as a hand edit would change it.
+    block = _block(text)
+    row = next(line for line in block.splitlines() if line.startswith("| ") and "%" in line)
+    cells = row.split(" | ")
+    cells[4] = "999.9 [999.0, 1000.0]"
+    copy.write_text(text.replace(row, " | ".join(cells)), encoding="utf-8")
+    capsys.readouterr()
+    assert table.main(["--check", "--readme", str(copy)]) == 1
+    err = capsys.readouterr().err
+    assert f"{copy} is out of date" in err
+    assert "+" + row in err.splitlines()
+    # Without the markers the README cannot hold the table: the check says so.
+    copy.write_text(text.replace(table.END, ""), encoding="utf-8")
+    with pytest.raises(SystemExit, match="results-table:end"):
+        table.main(["--check", "--readme", str(copy)])
+
+
+def test_readme_block_of_a_synthetic_tree(tree: Path, tmp_path: Path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\nbefore\n\n{table.START}\nstale\n{table.END}\n\nafter\n")
+    args = ["--results", str(tree), "--configs", str(CONFIGS), "--readme", str(readme)]
+    assert table.main(args) == 0
+    text = readme.read_text(encoding="utf-8")
+    assert text.startswith(f"# title\n\nbefore\n\n{table.START}\n")
+    assert text.endswith(f"{table.END}\n\nafter\n") and "stale" not in text
+    assert table.main(["--check", *args]) == 0
+
+    # The compact rows are the full table's rows, cut to the compact columns.
+    full = _rows(table.generate(tree, CONFIGS), "halfcheetah-dir")
+    keep = [table.COLUMNS.index(name) for name in table.COMPACT]
+    assert _rows(text, "halfcheetah-dir") == [[row[i] for i in keep] for row in full]
+    # The status sentence gives the mean rows' shares of the gap.
+    backward, forward = full[2][8], full[5][8]
+    assert (
+        "- **halfcheetah-dir** (mean of seeds 0, 1; 2 iterations): one adaptation step closes "
+        "this share of the gap from the pretrained policy to the oracle: "
+        f"backward (2 tasks) {backward}, forward (3 tasks) {forward}." in text
+    )
+    assert "metarl train experiments/configs/halfcheetah-dir.yaml --seed 1" in text
+
+    # A changed result makes the README stale as well as the results README.
+    path = tree / "halfcheetah-dir/seed0/evaluation/results.json"
+    results = json.loads(path.read_text())
+    results["subgroups"]["forward"]["metarl"]["1"]["mean"] -= 50.0
+    path.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    capsys.readouterr()
+    assert table.main(["--check", *args]) == 1
+    err = capsys.readouterr().err
+    assert f"{readme} is out of date" in err
+    assert f"{tree / 'README.md'} is out of date" in err
+    assert readme.read_text(encoding="utf-8") == text  # --check writes nothing
+
+
+def test_another_results_folder_leaves_the_project_readme_alone(tree: Path):
+    before = table.README.read_text(encoding="utf-8")
+    assert table.main(["--results", str(tree), "--configs", str(CONFIGS)]) == 0
+    assert table.README.read_text(encoding="utf-8") == before
