@@ -16,9 +16,11 @@ $(BIN)/metarl: setup.cfg pyproject.toml
 
 install: $(BIN)/metarl
 
+# ruff, then the import contracts of pyproject.toml (DESIGN.md's layers).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest -q

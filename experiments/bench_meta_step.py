@@ -26,11 +26,11 @@ import time
 import torch
 
 from metarl.adaptation import AdaptationSettings, adapt_with_advantages, make_meta_batch
-from metarl.baselines import LinearFeatureBaseline
 from metarl.cli import tune_malloc
 from metarl.episodes import Episodes
 from metarl.meta_optimizers import FVP_KINDS, TRPO
 from metarl.policies import GaussianMLPPolicy, Params, params_of
+from metarl.value_baseline import LinearFeatureBaseline
 
 
 def synthetic_episodes(

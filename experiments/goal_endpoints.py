@@ -29,7 +29,7 @@ from metarl.checkpoint import CheckpointError, load_policy
 from metarl.errors import InputError
 from metarl.evaluation import adaptation_curve, step_seed
 from metarl.meta_learners import load_meta_learner
-from metarl.sampler import make_sampler
+from metarl.sampling import make_sampler
 
 
 def goals(radius: float, angles: int) -> list[tuple[float, dict]]:

@@ -22,6 +22,7 @@ from pathlib import Path
 import gymnasium as gym
 
 from metarl.checkpoint import load_policy
+from metarl.comparison import load_pretrained, oracle_returns
 from metarl.errors import InputError
 from metarl.evaluation import (
     adaptation_curve,
@@ -31,8 +32,7 @@ from metarl.evaluation import (
     step_seed,
 )
 from metarl.meta_learners import load_meta_learner
-from metarl.sampler import make_sampler
-from metarl.sb3 import load_pretrained, oracle_returns
+from metarl.sampling import make_sampler
 
 # std * exp(-30) is ~1e-13 of the std: the mean action to float32 precision, through the
 # sampler's own path (clipping, env seeds) rather than a second rollout loop.

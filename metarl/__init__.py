@@ -12,6 +12,13 @@ it, roll it out and render it:
 """
 
 import envs as _envs  # noqa: F401  (registers the metarl/* Gymnasium ids)
+
+# The components register their config sections and names with metarl.config when imported
+# (as envs registers its ids), so every config built after `import metarl` knows them all.
+from metarl import meta_learners as _meta_learners  # noqa: F401
+from metarl import meta_optimizers as _meta_optimizers  # noqa: F401
+from metarl import objectives as _objectives  # noqa: F401
+from metarl import sampling as _sampling  # noqa: F401
 from metarl.api import Adapted, Run, load_config, load_run
 from metarl.config import Config
 

@@ -32,17 +32,15 @@ from metarl.objectives import (
     exploration_surrogate,
     gaussian_log_prob,
     inner_surrogate,
-    masked_task_mean,
     reinforce_surrogate,
 )
 from metarl.policies import Params, stacked_tasks
 
 if TYPE_CHECKING:
-    from metarl.config import Config, RewardScaledStepConfig
+    from metarl.config import Config
 
 __all__ = [
     "AdaptationSettings",
-    "RewardScale",
     "StepSize",
     "ValueBaseline",
     "adapt",
@@ -69,31 +67,9 @@ tensor by name (MAML++'s per-layer rates; CAVIA's names the context alone)."""
 
 
 class ValueBaseline(Protocol):
-    """What the adaptation needs of a baseline (``metarl.baselines.LinearFeatureBaseline``)."""
+    """What the adaptation needs of a baseline (``metarl.value_baseline.LinearFeatureBaseline``)."""
 
     def fit_predict(self, episodes: Episodes, gamma: float) -> Tensor: ...
-
-
-@dataclass(frozen=True)
-class RewardScale:
-    """Each task's inner step times ``clip((zero_reward - r) / unit, 0, max_scale)``, ``r`` the
-    task's mean reward per step over the episodes it adapts on (``adaptation.reward_scaled_step``:
-    a task nearly solved takes a small step, one far off a large one)."""
-
-    zero_reward: float
-    unit: float
-    max_scale: float
-
-    @classmethod
-    def from_config(cls, config: RewardScaledStepConfig) -> RewardScale | None:
-        if config.zero_reward is None:
-            return None
-        return cls(config.zero_reward, config.unit, config.max_scale)
-
-    def multipliers(self, episodes: Episodes) -> Tensor:
-        """``[K]``: the factor of each task's step, from its (stacked) episodes."""
-        reward = masked_task_mean(episodes.rewards, episodes.mask)  # per step taken
-        return ((self.zero_reward - reward) / self.unit).clamp(0.0, self.max_scale)
 
 
 @dataclass(frozen=True)
@@ -107,7 +83,6 @@ class AdaptationSettings:
         objective: inner surrogate, ``maml | dice | lvc`` (see :mod:`metarl.objectives`).
         step_weights: MAML++'s multi-step loss, the weight of the post-adaptation surrogate
             after each inner step (one per step); ``None`` weighs the last step alone.
-        reward_scale: each task's step sized by its reward (``adaptation.reward_scaled_step``).
         tail_fraction: the share of the meta-batch's tasks, those of lowest post-adaptation
             return, the meta-loss averages over (the config's ``tail_fraction``; 1: all).
     """
@@ -117,7 +92,6 @@ class AdaptationSettings:
     first_order: bool = False
     objective: str = "maml"
     step_weights: Sequence[float] | None = None
-    reward_scale: RewardScale | None = None
     tail_fraction: float = 1.0
 
     def __post_init__(self) -> None:
@@ -146,7 +120,6 @@ class AdaptationSettings:
             steps=config.adaptation.steps,
             first_order=config.adaptation.first_order,
             objective=config.objective,
-            reward_scale=RewardScale.from_config(config.adaptation.reward_scaled_step),
             tail_fraction=config.tail_fraction,
         )
 
@@ -285,7 +258,6 @@ def adapt_steps(
     *,
     proximal: float = 0.0,
     anchor: Params | None = None,
-    reward_scale: RewardScale | None = None,
 ) -> list[Params]:
     """Stacked parameters before and after each inner step: ``[theta_K, phi_1, ..., phi_steps]``.
 
@@ -303,9 +275,7 @@ def adapt_steps(
     (:data:`StepSize`; learned rates stay in the graph); a tensor the mapping does not name
     keeps its value (CAVIA's step names the context alone). ``proximal > 0`` steps
     on ``L(phi) + proximal / 2 * ||phi - anchor||^2`` instead, iMAML's inner problem
-    (Rajeswaran et al. 2019, eq. 4); ``anchor`` defaults to ``params``. ``reward_scale``
-    multiplies each task's step by its factor on the episodes of that step (a constant: the
-    rewards do not depend on the parameters).
+    (Rajeswaran et al. 2019, eq. 4); ``anchor`` defaults to ``params``.
     """
     per_step = _per_step(episodes, advantages, steps)
     if any(e.rewards.dim() != 3 for e, _ in per_step):
@@ -340,11 +310,6 @@ def adapt_steps(
             grads = [
                 g + proximal * (current[n] - anchor[n]) for n, g in zip(names, grads, strict=True)
             ]
-        if reward_scale is not None:
-            factor = reward_scale.multipliers(step_episodes).to(grads[0].dtype)
-            grads = [
-                g * factor.reshape(-1, *[1] * (g.dim() - 1)) for g in grads
-            ]  # each task's copy is row k of every stacked tensor
         rates = lr_step if isinstance(lr_step, Mapping) else dict.fromkeys(names, lr_step)
         stepped = {n: current[n] - rates[n] * g for n, g in zip(names, grads, strict=True)}
         current = {n: stepped.get(n, p) for n, p in current.items()}
@@ -406,7 +371,6 @@ def adapted_stats(
         settings.steps,
         first_order,
         settings.objective,
-        reward_scale=settings.reward_scale,
     )
     mean, std = policy_stats(policy, trace[-1], batch.post.observations)
     return trace, mean, std
@@ -440,12 +404,11 @@ def adapt_with_advantages(
     *,
     proximal: float = 0.0,
     anchor: Params | None = None,
-    reward_scale: RewardScale | None = None,
 ) -> Params:
     """Adapted parameters phi from precomputed advantages (stacked ``[K, ...]`` for stacked episodes).
 
     Single-task episodes (``[T, E]`` rewards) give single-task parameters.
-    ``proximal``, ``anchor`` and ``reward_scale`` as :func:`adapt_steps`.
+    ``proximal`` and ``anchor`` as :func:`adapt_steps`.
     """
     single = episodes.rewards.dim() == 2
     if single:
@@ -469,7 +432,6 @@ def adapt_with_advantages(
         objective,
         proximal=proximal,
         anchor=anchor,
-        reward_scale=reward_scale,
     )
     phi = trace[-1]
     return {n: p.squeeze(0) for n, p in phi.items()} if single else phi
@@ -536,6 +498,5 @@ def adapt_for_sampling(
             objective=settings.objective,
             proximal=proximal,
             anchor=anchor,
-            reward_scale=settings.reward_scale,
         )
     return advantages, {name: p.detach() for name, p in adapted.items()}

@@ -98,7 +98,7 @@ class Run:
         return f"Run({str(self.run_dir)!r}, env={self.config.env}, iterations={self.iterations})"
 
     def _sampler(self, num_tasks: int, episodes: int):
-        from metarl.sampler import make_sampler
+        from metarl.sampling import make_sampler
 
         if episodes < 1:
             raise InputError(f"episodes must be at least 1, got {episodes}")

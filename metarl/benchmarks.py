@@ -94,12 +94,13 @@ def sampler_steps_per_second(
 
     import torch
 
-    from metarl.config import SamplerConfig
+    from metarl.config import SamplerConfig, coerce_variant
     from metarl.policies import GaussianMLPPolicy, params_of, stack_params
-    from metarl.sampler import make_sampler
+    from metarl.sampling import make_sampler
 
     torch.manual_seed(seed)
-    config = SamplerConfig(kind=kind, workers=workers)
+    settings = {"kind": kind, **({"workers": workers} if kind == "ray" else {})}
+    config = coerce_variant(settings, SamplerConfig, "sampler")
     with make_sampler(env_id, tasks, episodes, horizon, config) as sampler:
         policy = GaussianMLPPolicy(sampler.obs_dim, sampler.act_dim, (100, 100), "relu")
         params = stack_params([params_of(policy)] * tasks)

@@ -1,5 +1,6 @@
 """Run-directory I/O: the policy a config describes, checkpoints written atomically and
-loaded without executing code, and the meta-trained policy of a run.
+loaded without executing code, ``progress.csv``, warm starts, and the meta-trained policy
+of a run.
 
 Training, evaluation, rendering and the CLI all read and write run directories
 through this module. A checkpoint holds only tensors, numbers, strings, lists
@@ -9,28 +10,37 @@ and dicts, so it is read with ``torch.load(weights_only=True)``: a
 
 from __future__ import annotations
 
+import csv
 import os
 import pickle
 import random
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from metarl.config import Config, load_config
+from metarl.config import Config, ConfigError, read_run_config, upgrade_config_data
 from metarl.policies import GaussianMLPPolicy
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CheckpointError",
     "RunLock",
+    "WarmStart",
+    "append_progress",
+    "checkpoint_config",
     "get_rng_states",
     "load_checkpoint",
     "load_policy",
+    "load_warm_start",
     "make_policy",
+    "progress_rows",
     "save_checkpoint",
     "set_rng_states",
+    "truncate_progress",
 ]
 
 CHECKPOINT_FORMAT = "metarl-checkpoint-v2"
@@ -232,11 +242,170 @@ def load_policy(
     if not config_path.is_file():
         raise CheckpointError(f"{config_path} is missing: {run_dir} is not a metarl run directory")
     state = load_checkpoint(run_dir)
-    config = load_config(config_path)
+    config = read_run_config(config_path)
     spec = state["policy_spec"]
     policy = make_policy(config, spec["obs_dim"], spec["act_dim"])
     policy.load_state_dict(state["policy"])
     return config, policy, state
+
+
+def checkpoint_config(state: dict[str, Any], path: str | os.PathLike[str]) -> Config:
+    """The config a checkpoint's ``state`` was trained with (written by this or an earlier
+    metarl; see :func:`metarl.config.upgrade_config_data`)."""
+    try:
+        return Config.from_dict(upgrade_config_data(state["config"], f"{path} (its config)"))
+    except ConfigError as err:
+        raise ConfigError(err.reason, key=err.key, source=f"{path} (its config)") from None
+
+
+# --- warm starts (init_from) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """What a run started with ``init_from`` takes from its source run."""
+
+    policy: dict[str, Any]
+    """The source's policy state (its learned std and observation statistics included)."""
+    meta_learner: dict[str, Any]
+    """The source's meta-learner state (learned inner rates, say)."""
+    info: dict[str, Any]
+    """Where the run started: ``run``, ``iteration``, ``env_steps`` (kept in its checkpoints)."""
+
+
+def load_warm_start(source: str, config: Config, obs_dim: int, act_dim: int) -> WarmStart:
+    """The policy of the run in ``source``, checked to fit ``config`` and the env's sizes.
+
+    Raises:
+        ConfigError: (key ``init_from``) the source is no run, or its policy does not fit.
+    """
+    try:
+        their_config, theirs, their_state = load_policy(source)
+    except (CheckpointError, ConfigError) as err:
+        raise ConfigError(f"cannot warm-start from it: {err}", key="init_from") from None
+    mine, there = config.policy, their_config.policy
+    differing = [
+        f"{name} {b!r} there, {a!r} here"
+        for name, a, b in (
+            ("observation size", obs_dim, theirs.obs_dim),
+            ("action size", act_dim, theirs.act_dim),
+            ("policy.hidden_sizes", mine.hidden_sizes, there.hidden_sizes),
+            ("policy.activation", mine.activation, there.activation),
+            ("policy.action_scale", mine.action_scale, there.action_scale),
+            ("policy.obs_normalization", mine.obs_normalization, there.obs_normalization),
+            ("policy.context_dim", mine.context_dim, there.context_dim),
+        )
+        if a != b
+    ]
+    if differing:
+        raise ConfigError(
+            f"the policy of {source} does not fit this config ({'; '.join(differing)}): "
+            "warm-start from a run of the same env and policy, or set init_from: null",
+            key="init_from",
+        )
+    info = {
+        "run": source,
+        "iteration": int(their_state["iteration"]),
+        "env_steps": int(their_state["env_steps"]),
+    }
+    return WarmStart(theirs.state_dict(), their_state.get("meta_learner", {}), info)
+
+
+# --- progress.csv -----------------------------------------------------------------------------
+
+
+def progress_header(path: Path) -> list[str] | None:
+    """The columns of a ``progress.csv`` (``None``: no file, or an empty one)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with path.open(newline="", encoding="utf-8") as f:
+        return next(csv.reader(f), None)
+
+
+def progress_rows(path: Path) -> int:
+    """The number of rows below the header of a ``progress.csv`` (0 without a file)."""
+    if not path.exists():
+        return 0
+    with path.open(newline="", encoding="utf-8") as f:
+        return max(sum(1 for row in csv.reader(f) if row) - 1, 0)
+
+
+def append_progress(path: Path, row: dict[str, float]) -> None:
+    """Append one iteration's ``row`` to ``progress.csv`` (a header first for a new file).
+
+    A column that appeared (or moved) since the file was started, e.g. a run resumed by a
+    newer metarl, rewrites it under the union of the columns, blanks for the old rows.
+    """
+    fields = list(row)
+    existing = progress_header(path)
+    if existing is not None and existing != fields:
+        fields = existing + [f for f in fields if f not in existing]
+        with path.open(newline="", encoding="utf-8") as f:
+            old_rows = list(csv.DictReader(f))
+        with path.open("w", newline="", encoding="utf-8") as f:
+            out = csv.DictWriter(f, fieldnames=fields, restval="")
+            out.writeheader()
+            out.writerows(old_rows)
+    with path.open("a", newline="", encoding="utf-8") as f:
+        out = csv.DictWriter(f, fieldnames=fields, restval="")
+        if existing is None:
+            out.writeheader()
+        out.writerow(row)
+
+
+def truncate_progress(path: Path, iterations_done: int) -> None:
+    """Make ``progress.csv`` the history of the checkpoint's ``iterations_done`` iterations.
+
+    Rows logged after the checkpoint (a run stopped between the two writes) and a
+    row cut short (a run killed mid-write) are dropped; rows that are missing (a
+    deleted or edited file) cannot be recovered and are reported.
+    """
+    rows: list[list[str]] = []
+    if path.exists():
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    header, kept = (rows[0], []) if rows else (None, [])
+    for row in rows[1:]:
+        if header is None or len(row) != len(header) or not _parses(row):
+            continue
+        if int(row[0]) < iterations_done:
+            kept.append(row)
+    dropped = len(rows) - 1 - len(kept) if rows else 0
+    seen = {int(r[0]) for r in kept}
+    missing = [i for i in range(iterations_done) if i not in seen]
+    if missing:
+        warnings.warn(
+            f"{path} lacks the rows of iteration(s) {_ranges(missing)} of the "
+            f"{iterations_done} in the checkpoint; they cannot be recovered. Training goes on; "
+            "the curve has a gap there",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    if header is not None and dropped:
+        with path.open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([header, *sorted(kept, key=lambda r: int(r[0]))])
+
+
+def _parses(row: list[str]) -> bool:
+    """Whether every cell of a progress row is a number (blank cells allowed but the first)."""
+    try:
+        int(row[0])
+        for cell in row[1:]:
+            if cell:
+                float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
+    parts, start = [], numbers[0]
+    for previous, current in zip(numbers, [*numbers[1:], None], strict=True):
+        if current != previous + 1 if current is not None else True:
+            parts.append(f"{start}-{previous}" if previous != start else f"{start}")
+            start = current
+    return ", ".join(parts)
 
 
 def upgrade(run_dir: str | os.PathLike[str]) -> Path:

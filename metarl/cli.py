@@ -286,7 +286,7 @@ def _render(args: argparse.Namespace) -> int:
     from metarl.evaluation import adaptation_curve, held_out_tasks
     from metarl.meta_learners import load_meta_learner
     from metarl.rendering import render_adaptation
-    from metarl.sampler import make_sampler
+    from metarl.sampling import make_sampler
 
     out = Path(args.out)
     if out.suffix.lower() not in (".mp4", ".gif"):
@@ -346,10 +346,10 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _baseline(args: argparse.Namespace) -> int:
+    from metarl.comparison import curve_path, curve_summary, saved_steps, train_baseline
     from metarl.config import load_config
     from metarl.errors import InputError
     from metarl.plotting import plot_curve
-    from metarl.sb3 import curve_path, curve_summary, saved_steps, train_baseline
 
     config = load_config(args.config, list(args.set))
     name = "pretrained" if args.kind == "pretrain" else "oracle"

@@ -10,10 +10,14 @@ and raises :class:`ConfigError` naming the full dotted key, for example::
 
 Overrides are ``"a.b=value"`` strings whose value is read as a YAML scalar or
 flow collection (``policy.hidden_sizes=[64,64]``). Setting ``meta_optimizer.name``
-to a different optimizer starts that optimizer from its defaults: the old
-optimizer's keys from the file are dropped, and other ``meta_optimizer.*``
-overrides given on the same command line then apply (in any order) and are
-checked against the new optimizer.
+to a different optimizer (or ``sampler.kind`` to a different sampler) starts that
+alternative from its defaults: the old one's keys from the file are dropped, and
+other ``meta_optimizer.*`` (``sampler.*``) overrides given on the same command line
+then apply (in any order) and are checked against the new one.
+
+A run directory's ``config.yaml`` and a checkpoint's config were written by some
+version of metarl: :func:`read_run_config` (and :func:`upgrade_config_data`) read
+them in today's schema, as they meant, or name the removed key a run used.
 
 A config file may start from another: ``base: navigation2d.yaml`` (a path
 relative to the file) reads that file first and then sets this file's keys over
@@ -36,7 +40,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -47,27 +51,35 @@ from metarl.errors import InputError
 from metarl.policies import ACTIVATIONS, INITS
 
 __all__ = [
-    "META_OPTIMIZERS",
     "AdaptationConfig",
     "Config",
     "ConfigError",
-    "IMAMLConfig",
-    "PPOConfig",
+    "MetaOptimizerConfig",
+    "MethodConfig",
     "PolicyConfig",
-    "ReptileConfig",
-    "RewardScaledStepConfig",
     "SamplerConfig",
-    "TRPOConfig",
+    "Section",
+    "check_non_negative",
+    "check_one_of",
+    "check_positive",
+    "coerce_variant",
     "load_config",
     "parse_override",
+    "read_run_config",
+    "register_choice",
     "save_config",
+    "upgrade_config_data",
+    "variants",
     "with_settings",
 ]
 
-# The valid names live with the things they name (metarl.objectives.OBJECTIVES,
-# metarl.sampler.SAMPLER_KINDS, metarl.meta_optimizers.trpo.FVP_KINDS and
-# KL_DIRECTIONS, metarl.meta_learners.META_LEARNERS); the configs
-# check against those lists, imported where they are used so no import cycle forms.
+# This module assembles the schema and reads and writes YAML; it imports none of the
+# components it configures. Each component owns its section's dataclass and registers it
+# (a Variant subclass with a NAME, or a MethodConfig with a SECTION), and registers the names
+# a string key may take (register_choice): the sampler kinds, the meta-optimizers and the
+# meta-learners in their own modules, as Gymnasium ids are registered by their packages.
+# Importing ``metarl`` imports every component, so the registries are full before any
+# config is built.
 
 # Gymnasium's id grammar (gymnasium/envs/registration.py ENV_ID_RE), with the
 # namespace and the version made mandatory: every metarl id is namespace/Name-vN.
@@ -157,14 +169,16 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             if len(rest) != 1:
                 raise TypeError(f"config field {key}: only X | None is supported, got {hint!r}")
             return _coerce(value, rest[0], key)
-        if all(dataclasses.is_dataclass(o) for o in options):
-            return _coerce_variant(value, options, key)
         # float | list[float]: a list goes to the list branch, anything else to the scalar one.
         wanted = list if isinstance(value, list | tuple) else float
         for option in options:
             if option is wanted or typing.get_origin(option) is wanted:
                 return _coerce(value, option, key)
         raise _err(key, f"expected {hint}, got {_type_name(value)} {value!r}")
+    if isinstance(hint, type) and issubclass(hint, Variant) and hint.SECTION:
+        return coerce_variant(value, hint, key)
+    if hint is MethodConfig:
+        return _from_mapping(_registered(_METHOD_SECTIONS, key, "method section"), value, key)
     if dataclasses.is_dataclass(hint):
         return _from_mapping(hint, value, key)
     raise TypeError(f"config field {key} has an unsupported type {hint!r}")  # a bug here
@@ -181,22 +195,27 @@ def _plain(value: Any, key: str) -> Any:
     )
 
 
-def _coerce_variant(value: Any, options: tuple[type, ...], key: str) -> Any:
-    """A mapping with a ``name`` key turned into the dataclass registered under that name."""
-    if isinstance(value, options):
+def coerce_variant(value: Any, base: type[Variant], key: str) -> Any:
+    """A mapping whose ``base.KEY`` (``name``, ``kind``) picks the registered dataclass."""
+    if isinstance(value, base):
         return value
     if not isinstance(value, Mapping):
         raise _err(key, f"expected a mapping, got {_type_name(value)} {value!r}")
-    registry = {o.NAME: o for o in options}
-    default = next(iter(registry))
-    name = value.get("name", default)
+    registry = variants(base)
+    name = value.get(base.KEY, base.DEFAULT)
     if not isinstance(name, str) or name not in registry:
         raise _err(
-            _join(key, "name"),
+            _join(key, base.KEY),
             f"unknown {key.replace('_', ' ') or 'variant'} {name!r}; expected one of "
             f"{sorted(registry)}{_suggest(name, registry)}",
         )
     return _from_mapping(registry[name], value, key)
+
+
+def _registered(registry: Mapping[str, Any], name: str, what: str) -> Any:
+    if name not in registry:  # a bug: the component that owns it was not imported
+        raise TypeError(f"no {what} {name!r} is registered (is metarl imported?)")
+    return registry[name]
 
 
 def _suggest(word: Any, choices: Sequence[str] | Mapping[str, Any]) -> str:
@@ -232,8 +251,10 @@ def _from_mapping(cls: type, data: Any, key: str = "") -> Any:
         raise err.under(key) from None
 
 
-class _Checked:
-    """Mixin: type-check and normalise every field after ``__init__``, then run ``_check``."""
+class Section:
+    """Base of every config section (a frozen dataclass): each field type-checked and
+    normalised after ``__init__``, then the section's ``_check``; ``to_dict`` for YAML.
+    Components define their sections on it, or on :class:`Variant` / :class:`MethodConfig`."""
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -251,26 +272,104 @@ class _Checked:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
 
-def _positive(value: float | int, key: str) -> None:
+def check_positive(value: float | int, key: str) -> None:
     if not value > 0:
         raise _err(key, f"must be positive, got {value!r}")
 
 
-def _non_negative(value: float | int, key: str) -> None:
+def check_non_negative(value: float | int, key: str) -> None:
     if not value >= 0:
         raise _err(key, f"must be non-negative, got {value!r}")
 
 
-def _one_of(value: str, choices: Sequence[str], key: str) -> None:
+def check_one_of(value: str, choices: Sequence[str], key: str) -> None:
     if value not in choices:
         raise _err(key, f"must be one of {list(choices)}, got {value!r}{_suggest(value, choices)}")
+
+
+# --- the registries ----------------------------------------------------------------
+
+_VARIANTS: dict[str, dict[str, type]] = {}
+_METHOD_SECTIONS: dict[str, type] = {}
+_CHOICES: dict[str, dict[str, Callable[[Any], None] | None]] = {}
+
+
+class Variant(Section):
+    """A section with alternatives, the one in use chosen by the key ``KEY`` (as
+    ``meta_optimizer.name`` or ``sampler.kind``). A subclass with a ``NAME`` is registered as
+    an alternative of the section its base names in ``SECTION``."""
+
+    SECTION: ClassVar[str] = ""
+    KEY: ClassVar[str] = "name"
+    DEFAULT: ClassVar[str] = ""
+    NAME: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "NAME" in cls.__dict__:
+            _VARIANTS.setdefault(cls.SECTION, {})[cls.NAME] = cls
+
+    @classmethod
+    def default(cls) -> Variant:
+        """The section's default alternative, with its defaults."""
+        return _registered(variants(cls), cls.DEFAULT, f"{cls.SECTION} {cls.KEY}")()
+
+
+def variants(base: type[Variant]) -> dict[str, type]:
+    """The registered alternatives of a :class:`Variant` section, by name."""
+    return dict(_VARIANTS.get(base.SECTION, {}))
+
+
+class MetaOptimizerConfig(Variant):
+    """``meta_optimizer:``, chosen by ``name`` (trpo, ppo; each in its own module)."""
+
+    SECTION, KEY, DEFAULT = "meta_optimizer", "name", "trpo"
+
+
+class SamplerConfig(Variant):
+    """``sampler:``, chosen by ``kind`` (batched, sync, async: metarl.sampler; ray:
+    metarl.ray_sampler)."""
+
+    SECTION, KEY, DEFAULT = "sampler", "kind", "batched"
+
+
+class MethodConfig(Section):
+    """A meta-learner's own settings, a top-level section named ``SECTION`` (``reptile:``,
+    ``imaml:``, ``cavia:``), defined beside the learner and registered on definition."""
+
+    SECTION: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.SECTION:
+            _METHOD_SECTIONS[cls.SECTION] = cls
+
+    @staticmethod
+    def default(section: str) -> Callable[[], MethodConfig]:
+        """A default factory for the method section ``section``."""
+        return lambda: _registered(_METHOD_SECTIONS, section, "method section")()
+
+
+def register_choice(key: str, name: str, check: Callable[[Any], None] | None = None) -> None:
+    """Let the top-level string key ``key`` (``objective``, ``meta_learner``) take ``name``;
+    ``check(config)``, if given, raises ConfigError naming a key the choice cannot honour."""
+    _CHOICES.setdefault(key, {})[name] = check
+
+
+def _check_choice(config: Any, key: str) -> None:
+    choices = _CHOICES.get(key, {})
+    value = getattr(config, key)
+    check_one_of(value, list(choices), key)
+    check = choices[value]
+    if check is not None:
+        check(config)
 
 
 # --- configs ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class PolicyConfig(_Checked):
+class PolicyConfig(Section):
     """The Gaussian MLP policy (Finn et al. 2017, appendix A.2: two layers of 100 ReLU)."""
 
     hidden_sizes: list[int] = field(default_factory=lambda: [100, 100])
@@ -293,39 +392,16 @@ class PolicyConfig(_Checked):
 
     def _check(self) -> None:
         for i, width in enumerate(self.hidden_sizes):
-            _positive(width, f"hidden_sizes[{i}]")
-        _one_of(self.activation, sorted(ACTIVATIONS), "activation")
-        _positive(self.init_std, "init_std")
-        _one_of(self.init, sorted(INITS), "init")
-        _positive(self.action_scale, "action_scale")
-        _non_negative(self.context_dim, "context_dim")
+            check_positive(width, f"hidden_sizes[{i}]")
+        check_one_of(self.activation, sorted(ACTIVATIONS), "activation")
+        check_positive(self.init_std, "init_std")
+        check_one_of(self.init, sorted(INITS), "init")
+        check_positive(self.action_scale, "action_scale")
+        check_non_negative(self.context_dim, "context_dim")
 
 
 @dataclass(frozen=True)
-class RewardScaledStepConfig(_Checked):
-    """Each task's inner step scaled by how far its episodes' mean reward per step falls short:
-    ``lr * clip((zero_reward - r) / unit, 0, max_scale)``, ``r`` the task's mean reward per step
-    over the episodes the step adapts on. Off while ``zero_reward`` is null (the paper's step).
-
-    A standardised step has one size whatever the task's return, so a task the policy nearly
-    solves is moved as far as one it fails; this sizes the step by the reward itself. The values
-    are the task distribution's (HalfCheetahVel: -0.1, about the control cost of meeting the
-    target, and 0.4 per step of lr)."""
-
-    zero_reward: float | None = None
-    """Mean reward per step at (and above) which a task takes no step; null: the plain step."""
-    unit: float = 1.0
-    """Shortfall of the mean reward per step that takes one step of ``lr``."""
-    max_scale: float = 1.5
-    """The largest multiple of ``lr`` a task takes."""
-
-    def _check(self) -> None:
-        _positive(self.unit, "unit")
-        _positive(self.max_scale, "max_scale")
-
-
-@dataclass(frozen=True)
-class AdaptationConfig(_Checked):
+class AdaptationConfig(Section):
     """The inner loop: ``steps`` policy-gradient steps ``phi = theta - lr * grad L(theta)``."""
 
     lr: float | list[float] = 0.1
@@ -353,8 +429,6 @@ class AdaptationConfig(_Checked):
     """Standardise the inner step's advantages per task (rllab's center_adv); ``null`` follows
     the top-level ``normalize_advantages``. ``false`` keeps their scale, so the step grows with
     how much the task's returns differ (a task already nearly solved takes a small step)."""
-    reward_scaled_step: RewardScaledStepConfig = field(default_factory=RewardScaledStepConfig)
-    """Each task's step sized by its episodes' mean reward (off by default; meta_learner maml)."""
 
     @property
     def lrs(self) -> list[float]:
@@ -362,9 +436,9 @@ class AdaptationConfig(_Checked):
         return list(self.lr) if isinstance(self.lr, list) else [self.lr] * self.steps
 
     def _check(self) -> None:
-        _positive(self.steps, "steps")
-        _non_negative(self.first_order_iterations, "first_order_iterations")
-        _non_negative(self.multi_step_loss_iterations, "multi_step_loss_iterations")
+        check_positive(self.steps, "steps")
+        check_non_negative(self.first_order_iterations, "first_order_iterations")
+        check_non_negative(self.multi_step_loss_iterations, "multi_step_loss_iterations")
         if self.learn_lr_per_parameter and not self.learn_lr:
             raise _err(
                 "learn_lr_per_parameter",
@@ -383,177 +457,13 @@ class AdaptationConfig(_Checked):
                     "lr", f"has {len(self.lr)} entries but steps is {self.steps}; give one per step"
                 )
             for i, lr in enumerate(self.lr):
-                _positive(lr, f"lr[{i}]")
+                check_positive(lr, f"lr[{i}]")
         else:
-            _positive(self.lr, "lr")
+            check_positive(self.lr, "lr")
 
 
 @dataclass(frozen=True)
-class TRPOConfig(_Checked):
-    """TRPO meta-optimizer (Schulman et al. 2015), as used by MAML-RL."""
-
-    NAME: ClassVar[str] = "trpo"
-
-    name: Literal["trpo"] = "trpo"
-    """Selects this optimizer under ``meta_optimizer:``."""
-    max_kl: float = 0.01
-    """Trust-region size: mean KL between old and new adapted policies."""
-    cg_iters: int = 10
-    """Conjugate-gradient iterations for the natural-gradient direction."""
-    cg_damping: float = 1e-5
-    """Damping added to the Fisher-vector product."""
-    ls_max_steps: int = 15
-    """Backtracking line-search steps before the update is rejected."""
-    ls_backtrack_ratio: float = 0.8
-    """Step shrink factor per line-search step, in (0, 1)."""
-    fvp: str = "gauss_newton"
-    """Fisher-vector product form: exact | gauss_newton | adapted_fisher."""
-    cg_subsample: float = 1.0
-    """Share of the tasks whose episodes estimate the curvature (a new draw each step), in (0, 1]."""
-    kl_direction: str = "old_new"
-    """The trust region's KL: old_new is KL(old || new) (rllab's, the paper's code), new_old
-    KL(new || old) (pytorch-maml-rl's). Equal curvature at the old policy; the line search differs."""
-
-    def _check(self) -> None:
-        _positive(self.max_kl, "max_kl")
-        _positive(self.cg_iters, "cg_iters")
-        _non_negative(self.cg_damping, "cg_damping")
-        _positive(self.ls_max_steps, "ls_max_steps")
-        if not 0 < self.ls_backtrack_ratio < 1:
-            raise _err("ls_backtrack_ratio", f"must be in (0, 1), got {self.ls_backtrack_ratio!r}")
-        from metarl.meta_optimizers.trpo import FVP_KINDS, KL_DIRECTIONS
-
-        _one_of(self.fvp, FVP_KINDS, "fvp")
-        if not 0 < self.cg_subsample <= 1:
-            raise _err("cg_subsample", f"must be in (0, 1], got {self.cg_subsample!r}")
-        _one_of(self.kl_direction, KL_DIRECTIONS, "kl_direction")
-
-
-@dataclass(frozen=True)
-class PPOConfig(_Checked):
-    """Clipped-surrogate meta-optimizer with Adam (ProMP, Rothfuss et al. 2019)."""
-
-    NAME: ClassVar[str] = "ppo"
-
-    name: Literal["ppo"] = "ppo"
-    """Selects this optimizer under ``meta_optimizer:``."""
-    lr: float = 1e-3
-    """Adam learning rate of the meta-update (ProMP: 1e-3)."""
-    epochs: int = 5
-    """Gradient steps on each meta-batch (ProMP: 5)."""
-    clip: float = 0.3
-    """Likelihood-ratio clipping range (ProMP: 0.3)."""
-    inner_kl_coeff: float = 0.0
-    """Penalty on the KL between the pre-adaptation policies before and after each meta-step,
-    on the pre-adaptation observations (ProMP: 5e-4)."""
-    anchor_kl_coeff: float = 0.0
-    """Penalty on the KL from the pre-adaptation policy at the run's first meta-step (after
-    ``init_from``) to the current one, on the pre-adaptation observations: where
-    ``inner_kl_coeff`` bounds each step's move, this bounds how far the moves add up over a
-    run. 0 (ProMP's) disables."""
-    max_kl: float = 0.0
-    """Largest accepted mean KL between the post-adaptation policies before and after a
-    meta-step (the ``kl`` column); a larger step is halved along its own direction until it
-    fits, and dropped after 10 halvings. 0 (ProMP's) bounds nothing: the clip bounds the
-    incentive, not the step."""
-
-    def _check(self) -> None:
-        _positive(self.lr, "lr")
-        _positive(self.epochs, "epochs")
-        _positive(self.clip, "clip")
-        _non_negative(self.inner_kl_coeff, "inner_kl_coeff")
-        _non_negative(self.anchor_kl_coeff, "anchor_kl_coeff")
-        _non_negative(self.max_kl, "max_kl")
-
-
-META_OPTIMIZERS: dict[str, type[TRPOConfig] | type[PPOConfig]] = {
-    "trpo": TRPOConfig,
-    "ppo": PPOConfig,
-}
-
-
-@dataclass(frozen=True)
-class ReptileConfig(_Checked):
-    """Reptile's outer step (Nichol et al. 2018), used when ``meta_learner: reptile``."""
-
-    epsilon: float = 1.0
-    """Outer step size: theta += epsilon * mean_over_tasks(phi_K - theta) (Nichol et al.'s
-    initial value: 1); Adam's learning rate with ``optimizer: adam`` (then about 0.001-0.01)."""
-    optimizer: str = "sgd"
-    """sgd (the plain interpolation) | adam (Adam on the direction theta - phi_K)."""
-
-    def _check(self) -> None:
-        from metarl.meta_learners import REPTILE_OPTIMIZERS
-
-        _positive(self.epsilon, "epsilon")
-        _one_of(self.optimizer, REPTILE_OPTIMIZERS, "optimizer")
-
-
-@dataclass(frozen=True)
-class IMAMLConfig(_Checked):
-    """iMAML's inner problem and implicit meta-gradient (Rajeswaran et al. 2019), used when
-    ``meta_learner: imaml``."""
-
-    lam: float = 10.0
-    """Proximal weight lambda of the inner problem L(phi) + lambda / 2 * ||phi - theta||^2.
-    1 / adaptation.lr makes each inner step phi = theta - lr * grad L(phi_before)."""
-    cg_iters: int = 5
-    """Conjugate-gradient iterations for (I + H / lambda)^-1 g (the paper: 5)."""
-
-    def _check(self) -> None:
-        _positive(self.lam, "lam")
-        _positive(self.cg_iters, "cg_iters")
-
-
-@dataclass(frozen=True)
-class CAVIAConfig(_Checked):
-    """CAVIA's inner step (Zintgraf et al. 2019), used when ``meta_learner: cavia``: each task
-    adapts the policy's context parameters alone (``policy.context_dim`` of them)."""
-
-    lr: float = 10.0
-    """Step size of the context's inner steps (CAVIA's HalfCheetah value: 10); later
-    evaluation steps take half of it, as the paper's. ``adaptation.lr`` stays the step of the
-    baselines evaluated beside it, which have no context."""
-
-    def _check(self) -> None:
-        _positive(self.lr, "lr")
-
-
-@dataclass(frozen=True)
-class SamplerConfig(_Checked):
-    """How episodes are collected."""
-
-    kind: str = "batched"
-    """batched (mujoco.batch) | sync | async (gymnasium vector envs) | ray (Ray actors)."""
-    num_threads: int = 0
-    """Worker threads for the physics; 0 uses every core (batched)."""
-    workers: int = 2
-    """Ray actors, each sampling a contiguous block of the tasks (ray)."""
-    threads_per_worker: int = 1
-    """Physics threads, and CPUs asked of Ray, per actor (ray)."""
-    address: str | None = None
-    """null starts a local Ray; auto joins a running cluster; ray://host:port through Ray Client."""
-    timeout_s: float = 30.0
-    """Seconds a replacement actor may take to start before a SamplerError (ray)."""
-    start_timeout_s: float = 300.0
-    """Seconds the first actors may take to start (each imports torch and MuJoCo) (ray)."""
-    max_restarts: int = 3
-    """Dead actors replaced per sample call; 0 raises at the first death (ray)."""
-
-    def _check(self) -> None:
-        from metarl.sampler import SAMPLER_KINDS
-
-        _one_of(self.kind, SAMPLER_KINDS, "kind")
-        _non_negative(self.num_threads, "num_threads")
-        _positive(self.workers, "workers")
-        _positive(self.threads_per_worker, "threads_per_worker")
-        _positive(self.timeout_s, "timeout_s")
-        _positive(self.start_timeout_s, "start_timeout_s")
-        _non_negative(self.max_restarts, "max_restarts")
-
-
-@dataclass(frozen=True)
-class Config(_Checked):
+class Config(Section):
     """One meta-training run (the config contract). Defaults follow Finn et al. 2017."""
 
     env: str
@@ -584,25 +494,26 @@ class Config(_Checked):
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
     """Inner-loop settings."""
     objective: str = "maml"
-    """Meta-gradient estimator: maml | dice | lvc | emaml."""
+    """Meta-gradient estimator: maml (Finn et al. 2017) | dice (Foerster et al. 2018) | lvc
+    (ProMP's low-variance curvature, Rothfuss et al. 2019) | emaml (Stadie et al. 2018)."""
     tail_fraction: float = 1.0
     """The share of each meta-batch's tasks, those with the lowest post-adaptation return, that
     the meta-objective averages over, in (0, 1]. 1: every task (the paper's mean); below 1 the
-    tail of the task distribution (DR-MAML's tail-task risk), so the meta-step serves the tasks
-    that adapt worst, e.g. the harder direction of HalfCheetahDir."""
+    tail of the task distribution (DR-MAML's tail-task risk, Wang et al., NeurIPS 2023), so the
+    meta-step serves the tasks that adapt worst."""
     meta_learner: str = "maml"
     """Method of the MAML family: maml | reptile | imaml | cavia
     (metarl.meta_learners.META_LEARNERS)."""
-    meta_optimizer: TRPOConfig | PPOConfig = field(default_factory=TRPOConfig)
+    meta_optimizer: MetaOptimizerConfig = field(default_factory=MetaOptimizerConfig.default)
     """Outer-loop optimizer, chosen by its ``name`` (default trpo); Reptile makes its own step."""
-    reptile: ReptileConfig = field(default_factory=ReptileConfig)
+    reptile: MethodConfig = field(default_factory=MethodConfig.default("reptile"))
     """Reptile's outer step (``meta_learner: reptile`` only)."""
-    imaml: IMAMLConfig = field(default_factory=IMAMLConfig)
+    imaml: MethodConfig = field(default_factory=MethodConfig.default("imaml"))
     """iMAML's proximal weight and conjugate gradient (``meta_learner: imaml`` only)."""
-    cavia: CAVIAConfig = field(default_factory=CAVIAConfig)
+    cavia: MethodConfig = field(default_factory=MethodConfig.default("cavia"))
     """CAVIA's context step (``meta_learner: cavia`` only)."""
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)
-    """Episode collection."""
+    sampler: SamplerConfig = field(default_factory=SamplerConfig.default)
+    """Episode collection, chosen by its ``kind`` (default batched)."""
     checkpoint_every: int = 1
     """Write ``checkpoints/latest.pt`` every this many iterations."""
     init_from: str | None = None
@@ -611,17 +522,9 @@ class Config(_Checked):
     must have this config's env dimensions, ``hidden_sizes``, ``activation``, ``action_scale``
     and ``obs_normalization`` (its observation statistics come with it). Learned inner rates
     come with it too when both runs learn them (``adaptation.learn_lr``, the same steps and
-    shape); from a run without them they start at ``adaptation.lr``. The meta-optimizer
-    (unless ``init_from_optimizer``), iterations and env steps start afresh. null: the
-    policy starts from ``policy.init``."""
-    init_from_optimizer: bool = False
-    """With ``init_from``, start PPO's Adam moments for the policy's parameters from the source
-    run's (both runs PPO), so the warm start continues the source's meta-steps. Fresh Adam's
-    first steps move every coordinate by ``lr`` at once whatever its gradient: continuing the
-    converged HalfCheetahDir runs that way, the first meta-step moved the adapted policy by a
-    mean KL of 900 to 4e10 (``false``, the behaviour before this key, which the committed
-    continuations before the KL guard ran with). ``anchor_kl_coeff``'s anchor is not carried:
-    it is where this run's first meta-step finds the pre-step policy."""
+    shape); from a run without them they start at ``adaptation.lr``. The meta-optimizer,
+    iterations and env steps start afresh (SB3's ``load`` then ``learn`` on a new task).
+    null: the policy starts from ``policy.init``."""
 
     @property
     def normalize_inner_advantages(self) -> bool:
@@ -635,38 +538,21 @@ class Config(_Checked):
             raise _err(
                 "env", f"must be a gymnasium id of the form namespace/Name-vN, got {self.env!r}"
             )
-        _non_negative(self.seed, "seed")
+        check_non_negative(self.seed, "seed")
         for key in ("iterations", "tasks_per_batch", "episodes_per_task", "horizon"):
-            _positive(getattr(self, key), key)
+            check_positive(getattr(self, key), key)
         if not 0 < self.gamma <= 1:
             raise _err("gamma", f"must be in (0, 1], got {self.gamma!r}")
         if not 0 <= self.gae_lambda <= 1:
             raise _err("gae_lambda", f"must be in [0, 1], got {self.gae_lambda!r}")
-        _positive(self.baseline_reg, "baseline_reg")
-        if self.init_from_optimizer and self.init_from is None:
-            raise _err(
-                "init_from_optimizer",
-                "carries a warm start's optimizer state, and init_from is null; name the run "
-                "to start from in init_from, or set init_from_optimizer: false",
-            )
-        if self.init_from_optimizer and self.meta_optimizer.name != "ppo":
-            raise _err(
-                "init_from_optimizer",
-                f"carries PPO's Adam moments, and meta_optimizer is {self.meta_optimizer.name} "
-                "(TRPO keeps no state to carry); set it false or use meta_optimizer.name: ppo",
-            )
-        from metarl.objectives import OBJECTIVES
-
-        _one_of(self.objective, OBJECTIVES, "objective")
+        check_positive(self.baseline_reg, "baseline_reg")
+        _check_choice(self, "objective")
         if not 0 < self.tail_fraction <= 1:
             raise _err("tail_fraction", f"must be in (0, 1], got {self.tail_fraction!r}")
-        _positive(self.checkpoint_every, "checkpoint_every")
+        check_positive(self.checkpoint_every, "checkpoint_every")
         if self.init_from is not None and not self.init_from.strip():
             raise _err("init_from", "must name a run directory, or be null")
-        from metarl.meta_learners import META_LEARNERS
-
-        _one_of(self.meta_learner, list(META_LEARNERS), "meta_learner")
-        META_LEARNERS[self.meta_learner].check_config(self)
+        _check_choice(self, "meta_learner")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Config:
@@ -740,26 +626,34 @@ def _leaves(data: Mapping[str, Any], prefix: Sequence[str] = ()) -> list[tuple[l
 
 def _apply_parsed(data: dict[str, Any], parsed: Sequence[tuple[list[str], Any]]) -> dict[str, Any]:
     data = _deep_copy(data)
-    old_opt = data.get("meta_optimizer")
-    if old_opt is None:
-        old_name = TRPOConfig.NAME
-    else:
-        old_name = old_opt.get("name", TRPOConfig.NAME) if isinstance(old_opt, Mapping) else None
+    old = {base.SECTION: _variant_name(data, base) for base in _VARIANT_BASES}
     for path, value in parsed:
         _set_path(data, path, value)
-    new_opt = data.get("meta_optimizer")
-    switched = any(path == ["meta_optimizer", "name"] for path, _ in parsed)
-    if switched and isinstance(new_opt, Mapping) and new_opt.get("name") != old_name:
-        # The file's keys belonged to the old optimizer: start the new one afresh
-        # and keep only what the command line said about it.
-        fresh: dict[str, Any] = {}
-        for path, value in parsed:
-            if path[0] == "meta_optimizer" and len(path) > 1:
-                _set_path(fresh, path[1:], value, prefix="meta_optimizer")
-            elif path == ["meta_optimizer"]:
-                fresh = _deep_copy(value) if isinstance(value, dict) else value
-        data["meta_optimizer"] = fresh
+    for base in _VARIANT_BASES:
+        section, new = base.SECTION, _variant_name(data, base)
+        switched = any(path == [section, base.KEY] for path, _ in parsed)
+        if switched and new is not None and new != old[section]:
+            # The file's keys belonged to the old alternative (another optimizer, another
+            # sampler kind): start the new one afresh with only what the overrides say of it.
+            fresh: dict[str, Any] = {}
+            for path, value in parsed:
+                if path[0] == section and len(path) > 1:
+                    _set_path(fresh, path[1:], value, prefix=section)
+                elif path == [section]:
+                    fresh = _deep_copy(value) if isinstance(value, dict) else value
+            data[section] = fresh
     return data
+
+
+def _variant_name(data: Mapping[str, Any], base: type[Variant]) -> str | None:
+    """The alternative ``data`` names for the section of ``base`` (its default if unset)."""
+    section = data.get(base.SECTION)
+    if section is None:
+        return base.DEFAULT
+    return section.get(base.KEY, base.DEFAULT) if isinstance(section, Mapping) else None
+
+
+_VARIANT_BASES = (MetaOptimizerConfig, SamplerConfig)
 
 
 def _deep_copy(value: Any) -> Any:
@@ -829,6 +723,70 @@ def _read_config_file(path: Path, children: Sequence[Path]) -> dict[str, Any]:
     base_data = _read_config_file(base_path, chain)  # its own errors name its own file
     try:
         return _apply_parsed(base_data, _leaves(data))
+    except ConfigError as err:
+        raise _err(err.key, err.reason, path) from None
+
+
+# --- configs written by an earlier metarl --------------------------------------------
+
+LAST_COMMIT_WITH_REMOVED_KEYS = "7d3c6e4"
+"""The last commit whose metarl had the research keys :data:`_REMOVED` lists."""
+
+_REMOVED: dict[tuple[str, ...], tuple[Any, str]] = {
+    # dotted key: (the value that meant "off", what it was)
+    ("adaptation", "reward_scaled_step", "zero_reward"): (None, "a reward-scaled inner step"),
+    ("meta_optimizer", "anchor_kl_coeff"): (0.0, "PPO's penalty toward the run's first policy"),
+    ("meta_optimizer", "max_kl"): (0.0, "PPO's step-halving KL guard"),
+    ("meta_optimizer", "kl_direction"): ("old_new", "TRPO's reversed line-search KL"),
+    ("init_from_optimizer",): (False, "carrying a warm start's Adam moments"),
+}
+
+
+def upgrade_config_data(data: Mapping[str, Any], source: str | None = None) -> dict[str, Any]:
+    """A config mapping written by an earlier metarl (a run's ``config.yaml``, a checkpoint's
+    config) in today's schema, meaning the same: a removed research key that was off is
+    dropped, and the sampler's section keeps only its kind's keys (the others did nothing).
+
+    Raises:
+        ConfigError: the run used a key that was removed (it cannot mean the same today).
+    """
+    data = _deep_copy(dict(data))
+    for path, (off, what) in _REMOVED.items():
+        node: Any = data
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if not isinstance(node, dict) or path[-1] not in node:
+            continue
+        if path == ("meta_optimizer", "max_kl") and node.get("name", "trpo") != "ppo":
+            continue  # TRPO's trust region keeps its name
+        value = node.pop(path[-1])
+        if value != off:
+            raise _err(
+                ".".join(path),
+                f"the run used {value!r}: {what}, a research device that metarl no longer has "
+                "(experiments/reports/ tells its story). To resume or evaluate this run, check "
+                f"out commit {LAST_COMMIT_WITH_REMOVED_KEYS}, the last that has it",
+                source,
+            )
+        if path[-1] == "zero_reward":  # the whole reward_scaled_step section goes
+            data["adaptation"].pop("reward_scaled_step")
+    sampler = data.get("sampler")
+    if isinstance(sampler, dict):
+        kind = sampler.get(SamplerConfig.KEY, SamplerConfig.DEFAULT)
+        cls = variants(SamplerConfig).get(kind)
+        if cls is not None:
+            names = {f.name for f in fields(cls)}
+            data["sampler"] = {k: v for k, v in sampler.items() if k in names}
+    return data
+
+
+def read_run_config(path: str | os.PathLike[str]) -> Config:
+    """The config of a run directory's ``config.yaml``, written by this or an earlier metarl
+    (see :func:`upgrade_config_data`); errors name the file."""
+    path = Path(path)
+    data = _read_config_file(path, ())
+    try:
+        return Config.from_dict(upgrade_config_data(data, str(path)))
     except ConfigError as err:
         raise _err(err.key, err.reason, path) from None
 

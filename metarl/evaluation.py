@@ -24,13 +24,14 @@ import numpy as np
 import torch
 
 from metarl.adaptation import AdaptationSettings
-from metarl.baselines import LinearFeatureBaseline
 from metarl.checkpoint import load_policy, make_policy
 from metarl.config import Config
 from metarl.errors import InputError
-from metarl.meta_learners import MetaLearner, load_meta_learner, make_meta_learner
+from metarl.meta_learners import META_LEARNERS, MetaLearner, load_meta_learner, make_meta_learner
 from metarl.policies import GaussianMLPPolicy, Params
-from metarl.sampler import Sampler, make_sampler
+from metarl.sampler import Sampler
+from metarl.sampling import make_sampler
+from metarl.value_baseline import LinearFeatureBaseline
 
 __all__ = [
     "EVALUATION_STREAM",
@@ -163,9 +164,10 @@ def evaluate(
     if steps < 0:
         raise InputError(f"--steps must be at least 0, got {steps}")
     config, policy, state = load_policy(run_dir)
-    if inner_lr is not None:
-        config = _with_inner_lr(config, inner_lr)
     learner = load_meta_learner(config, policy, state)  # its learned inner rates, if any
+    if inner_lr is not None:
+        config = _with_inner_lr(config, inner_lr, learner)
+        learner = load_meta_learner(config, policy, state)
     baseline_paths = _baseline_paths(baselines_dir)
     out = Path(out) if out is not None else Path(run_dir) / "evaluation" / "results.json"
     import gymnasium as gym
@@ -192,8 +194,6 @@ def evaluate(
         # (Meta-SGD's).
         "learned_rates": _learned_rates(config),
         "inner_lr": config.adaptation.lr,
-        # Each task's step sized by its reward (every policy adapts with it), or null: off.
-        "reward_scaled_step": _reward_scaled_step(config),
     }
     with make_sampler(
         config.env, num_tasks, episodes, config.horizon, config.sampler, config.env_kwargs
@@ -206,7 +206,7 @@ def evaluate(
         random_policy.load_state_dict(dict(policy.named_buffers()), strict=False)
         results["baselines"] = {"random": curve_of(random_policy)}
         if "pretrained" in baseline_paths:
-            from metarl.sb3 import load_pretrained
+            from metarl.comparison import load_pretrained
 
             pretrained = load_pretrained(baseline_paths["pretrained"], config.policy.action_scale)
             if (pretrained.obs_dim, pretrained.act_dim) != (policy.obs_dim, policy.act_dim):
@@ -217,7 +217,7 @@ def evaluate(
                 )
             results["baselines"]["pretrained"] = curve_of(pretrained)
     if "oracle" in baseline_paths:
-        from metarl.sb3 import oracle_returns
+        from metarl.comparison import oracle_returns
 
         # The oracle acts with its mean action (its strongest): a hard ceiling to close on.
         returns = oracle_returns(
@@ -271,26 +271,14 @@ def by_subgroup(results: dict[str, Any], groups: Sequence[str]) -> dict[str, Any
     return out
 
 
-def _reward_scaled_step(config: Config) -> dict[str, float] | None:
-    rule = config.adaptation.reward_scaled_step
-    return None if rule.zero_reward is None else dataclasses.asdict(rule)
-
-
-def _with_inner_lr(config: Config, lr: float) -> Config:
-    """``config`` with inner step size ``lr`` (a probe's), or an InputError where it cannot be."""
+def _with_inner_lr(config: Config, lr: float, learner: MetaLearner) -> Config:
+    """``config`` with inner step size ``lr`` (a probe's), or an InputError where the run's
+    meta-learner does not step by ``adaptation.lr``."""
     if not lr > 0:
         raise InputError(f"--inner-lr must be positive, got {lr}")
-    if config.adaptation.learn_lr:
-        raise InputError(
-            "--inner-lr cannot replace a run's learned inner rates (adaptation.learn_lr: true); "
-            "evaluate it without --inner-lr"
-        )
-    if config.meta_learner == "cavia":
-        raise InputError(
-            "--inner-lr replaces adaptation.lr, which a CAVIA run's context does not step by "
-            "(cavia.lr does; the baselines beside it take adaptation.lr); evaluate a copy of the "
-            "run with cavia.lr edited in its config.yaml instead"
-        )
+    why_not = learner.inner_lr_fixed()
+    if why_not is not None:
+        raise InputError(f"--inner-lr cannot be used on this run: {why_not}")
     return dataclasses.replace(config, adaptation=dataclasses.replace(config.adaptation, lr=lr))
 
 
@@ -310,7 +298,7 @@ def _baseline_paths(baselines_dir: str | os.PathLike[str] | None) -> dict[str, P
     return found
 
 
-METHOD_LABELS = {"maml": "MAML", "reptile": "Reptile", "imaml": "iMAML", "cavia": "CAVIA"}
+METHOD_LABELS = {name: learner.label for name, learner in META_LEARNERS.items()}
 """How each meta-learner's row is named in the tables and plots (results of old runs: MAML)."""
 RATE_LABELS = {"per_tensor": "learned rates", "per_parameter": "Meta-SGD rates"}
 """What a row's name adds for meta-trained inner rates (``learned_rates``)."""

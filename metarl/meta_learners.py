@@ -18,8 +18,10 @@ checked against; each checks the rest of the config it depends on in
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeAlias
 
 import torch
 from torch import Tensor, nn
@@ -37,19 +39,25 @@ from metarl.adaptation import (
     policy_stats,
     step_sizes,
 )
+from metarl.config import (
+    Config,
+    ConfigError,
+    MethodConfig,
+    check_one_of,
+    check_positive,
+    register_choice,
+)
 from metarl.episodes import Episodes
-from metarl.meta_optimizers.optim import (
+from metarl.objectives import MetaBatch, Surrogate, gaussian_log_prob, task_mean
+from metarl.optim import (
+    check_finite,
+    check_step_inputs,
     conjugate_gradient,
     flat,
     hessian_vector_product,
     unflat,
 )
-from metarl.meta_optimizers.trpo import check_finite, check_step_inputs
-from metarl.objectives import MetaBatch, Surrogate, gaussian_log_prob, task_mean
 from metarl.policies import Params, params_of
-
-if TYPE_CHECKING:
-    from metarl.config import Config
 
 __all__ = [
     "CAVIA",
@@ -57,8 +65,11 @@ __all__ = [
     "MAML",
     "META_LEARNERS",
     "REPTILE_OPTIMIZERS",
+    "CAVIAConfig",
+    "IMAMLConfig",
     "MetaLearner",
     "Reptile",
+    "ReptileConfig",
     "implicit_meta_gradient",
     "load_meta_learner",
     "make_meta_learner",
@@ -94,6 +105,8 @@ class MAML:
     """
 
     name: ClassVar[str] = "maml"
+    label: ClassVar[str] = "MAML"
+    """The method's name in result tables and plots."""
     proximal: float = 0.0
     """Weight of the inner problem's proximal term toward theta (iMAML's lambda; 0 for MAML)."""
 
@@ -211,7 +224,6 @@ class MAML:
             settings.steps,
             settings.first_order if first_order is None else first_order,
             settings.objective,
-            reward_scale=settings.reward_scale,
         )
         mean, std = policy_stats(policy, trace[-1], batch.post.observations)
         return trace, mean, std
@@ -316,6 +328,63 @@ class MAML:
         return meta_optimizer.step(policy, batch, settings, self)
 
     # --- logging and checkpoints ---------------------------------------------------------------
+    # --- the method's own schedule and warm start ----------------------------------------------
+    first_order_iterations: int = 0
+    """MAML++'s derivative-order annealing: first order for this many iterations."""
+    multi_step_loss_iterations: int = 0
+    """MAML++'s multi-step loss: annealed per-step weights for this many iterations."""
+
+    def set_schedule(self, first_order_iterations: int, multi_step_loss_iterations: int) -> None:
+        """MAML++'s schedules (Antoniou et al. 2019, section 4): ``adaptation``'s
+        ``first_order_iterations`` and ``multi_step_loss_iterations``."""
+        self.first_order_iterations = first_order_iterations
+        self.multi_step_loss_iterations = multi_step_loss_iterations
+
+    def schedule(
+        self, settings: AdaptationSettings, iteration: int
+    ) -> tuple[AdaptationSettings, dict[str, float]]:
+        """The settings of meta-iteration ``iteration``'s meta-step, and what to log of them:
+        first order during MAML++'s annealing, and the multi-step loss's weights."""
+        extra: dict[str, float] = {}
+        if iteration < self.first_order_iterations:
+            settings = dataclasses.replace(settings, first_order=True)
+        if self.multi_step_loss_iterations:
+            weights = multi_step_loss_weights(
+                settings.steps, iteration, self.multi_step_loss_iterations
+            )
+            settings = dataclasses.replace(settings, step_weights=weights)
+            extra["last_step_weight"] = weights[-1] if weights else 1.0
+        return settings, extra
+
+    def inner_lr_fixed(self) -> str | None:
+        """Why an evaluation may not replace ``adaptation.lr`` with a probe's (``None``: it
+        may): meta-trained rates are the step."""
+        if self.learned_lrs is not None:
+            return (
+                "its learned inner rates (adaptation.learn_lr: true) are its step; evaluate "
+                "it without --inner-lr"
+            )
+        return None
+
+    def warm_start(self, state: dict[str, Any], source: str) -> None:
+        """Take what the learner ``state`` of the run in ``source`` holds that this fresh one
+        goes on with (``init_from``): its learned inner rates, when both learn them.
+
+        Raises:
+            ConfigError: the source's rates are for other steps, tensors or shapes.
+        """
+        if "learned_lrs" not in state or self.learned_lrs is None:
+            return
+        try:
+            self.load_state_dict(state)
+        except ValueError as err:
+            raise ConfigError(
+                f"cannot carry {source}'s learned inner rates: {err}; warm-start from a run "
+                "with the same adaptation.steps and learn_lr_per_parameter, or set "
+                "adaptation.learn_lr: false",
+                key="adaptation.learn_lr",
+            ) from None
+
     def metrics(self) -> dict[str, float]:
         """Values for ``progress.csv`` beyond the meta-optimizer's: the learned rates, as
         ``inner_lr<step>/<parameter>`` (a tensor's mean rate with Meta-SGD's per-parameter
@@ -363,6 +432,57 @@ REPTILE_OPTIMIZERS = ("sgd", "adam")
 """How :class:`Reptile` applies its direction (the config's ``reptile.optimizer``)."""
 
 
+@dataclass(frozen=True)
+class ReptileConfig(MethodConfig):
+    """Reptile's outer step (Nichol et al. 2018), used when ``meta_learner: reptile``."""
+
+    SECTION: ClassVar[str] = "reptile"
+
+    epsilon: float = 1.0
+    """Outer step size: theta += epsilon * mean_over_tasks(phi_K - theta) (Nichol et al.'s
+    initial value: 1); Adam's learning rate with ``optimizer: adam`` (then about 0.001-0.01)."""
+    optimizer: str = "sgd"
+    """sgd (the plain interpolation) | adam (Adam on the direction theta - phi_K)."""
+
+    def _check(self) -> None:
+        check_positive(self.epsilon, "epsilon")
+        check_one_of(self.optimizer, REPTILE_OPTIMIZERS, "optimizer")
+
+
+@dataclass(frozen=True)
+class IMAMLConfig(MethodConfig):
+    """iMAML's inner problem and implicit meta-gradient (Rajeswaran et al. 2019), used when
+    ``meta_learner: imaml``."""
+
+    SECTION: ClassVar[str] = "imaml"
+
+    lam: float = 10.0
+    """Proximal weight lambda of the inner problem L(phi) + lambda / 2 * ||phi - theta||^2.
+    1 / adaptation.lr makes each inner step phi = theta - lr * grad L(phi_before)."""
+    cg_iters: int = 5
+    """Conjugate-gradient iterations for (I + H / lambda)^-1 g (the paper: 5)."""
+
+    def _check(self) -> None:
+        check_positive(self.lam, "lam")
+        check_positive(self.cg_iters, "cg_iters")
+
+
+@dataclass(frozen=True)
+class CAVIAConfig(MethodConfig):
+    """CAVIA's inner step (Zintgraf et al. 2019), used when ``meta_learner: cavia``: each task
+    adapts the policy's context parameters alone (``policy.context_dim`` of them)."""
+
+    SECTION: ClassVar[str] = "cavia"
+
+    lr: float = 10.0
+    """Step size of the context's inner steps (CAVIA's HalfCheetah value: 10); later
+    evaluation steps take half of it, as the paper's. ``adaptation.lr`` stays the step of the
+    baselines evaluated beside it, which have no context."""
+
+    def _check(self) -> None:
+        check_positive(self.lr, "lr")
+
+
 class Reptile(MAML):
     """Reptile for policies (Nichol, Achiam and Schulman 2018, arXiv 1803.02999, algorithm 2).
 
@@ -382,6 +502,7 @@ class Reptile(MAML):
     """
 
     name: ClassVar[str] = "reptile"
+    label: ClassVar[str] = "Reptile"
 
     def __init__(self, policy: nn.Module, epsilon: float = 1.0, optimizer: str = "sgd") -> None:
         if not epsilon > 0:
@@ -399,7 +520,6 @@ class Reptile(MAML):
 
     @classmethod
     def check_config(cls, config: Config) -> None:
-        from metarl.config import ConfigError
         from metarl.objectives import EXPLORING_OBJECTIVES
 
         _refuse_maml_only(config, "reptile")
@@ -500,6 +620,7 @@ class IMAML(MAML):
     """
 
     name: ClassVar[str] = "imaml"
+    label: ClassVar[str] = "iMAML"
 
     def __init__(self, lam: float = 10.0, cg_iters: int = 5) -> None:
         if not lam > 0:
@@ -620,14 +741,6 @@ def implicit_meta_gradient(
 def _refuse_maml_only(config: Config, name: str) -> None:
     """MAML++'s learned rates and multi-step loss need a meta-gradient through every inner
     step, which ``name`` does not form."""
-    from metarl.config import ConfigError
-
-    if config.adaptation.reward_scaled_step.zero_reward is not None:
-        raise ConfigError(
-            f"{name} takes its own inner steps, which do not size each task's step by its reward; "
-            "set it null or use meta_learner: maml",
-            key="adaptation.reward_scaled_step.zero_reward",
-        )
     if config.adaptation.learn_lr:
         raise ConfigError(
             f"learned inner rates need the gradient through the inner steps, which {name} does "
@@ -684,6 +797,7 @@ class CAVIA(MAML):
     """
 
     name: ClassVar[str] = "cavia"
+    label: ClassVar[str] = "CAVIA"
 
     def __init__(self, policy: nn.Module | None = None, lr: float = 10.0) -> None:
         super().__init__()
@@ -698,8 +812,6 @@ class CAVIA(MAML):
 
     @classmethod
     def check_config(cls, config: Config) -> None:
-        from metarl.config import ConfigError
-
         if not config.policy.context_dim:
             raise ConfigError(
                 "CAVIA adapts the policy's context parameters, and it has none; set it to their "
@@ -720,6 +832,13 @@ class CAVIA(MAML):
             return settings.evaluation_lr(step)
         return {"context": self.context_lr if step < settings.steps else self.context_lr / 2}
 
+    def inner_lr_fixed(self) -> str | None:
+        return (
+            "it replaces adaptation.lr, which a CAVIA run's context does not step by (cavia.lr "
+            "does; the baselines beside it take adaptation.lr); evaluate a copy of the run with "
+            "cavia.lr edited in its config.yaml instead"
+        )
+
     def _trained_rates(self, settings: AdaptationSettings) -> list[StepSize]:
         """The context's rate for each trained step (the other tensors keep their values)."""
         return [self.step_size(settings, k) for k in range(settings.steps)]
@@ -733,7 +852,10 @@ META_LEARNERS: dict[str, type[MetaLearner]] = {
 
 def make_meta_learner(config: Config, policy: nn.Module) -> MetaLearner:
     """The meta-learner ``config.meta_learner`` names, set up for ``policy``."""
-    return META_LEARNERS[config.meta_learner].from_config(config, policy)
+    learner = META_LEARNERS[config.meta_learner].from_config(config, policy)
+    a = config.adaptation
+    learner.set_schedule(a.first_order_iterations, a.multi_step_loss_iterations)
+    return learner
 
 
 def load_meta_learner(config: Config, policy: nn.Module, state: dict[str, Any]) -> MetaLearner:
@@ -741,3 +863,7 @@ def load_meta_learner(config: Config, policy: nn.Module, state: dict[str, Any]) 
     learner = make_meta_learner(config, policy)
     learner.load_state_dict(state.get("meta_learner", {}))
     return learner
+
+
+for _learner in META_LEARNERS.values():
+    register_choice("meta_learner", _learner.name, _learner.check_config)

@@ -38,7 +38,9 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
+from metarl.config import register_choice
 from metarl.episodes import Episodes
+from metarl.policies import gaussian_log_prob_of_noise
 
 __all__ = [
     "EXPLORING_OBJECTIVES",
@@ -64,8 +66,6 @@ __all__ = [
 
 Surrogate = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 """``(log_probs, old_log_probs, advantages, mask) -> loss per task``; inputs ``[..., T, E]``."""
-
-_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def masked_task_mean(values: Tensor, mask: Tensor) -> Tensor:
@@ -97,12 +97,6 @@ def tail_weights(returns: Tensor, fraction: float) -> Tensor:
 def gaussian_log_prob(mean: Tensor, std: Tensor, actions: Tensor) -> Tensor:
     """Log-density of a diagonal Gaussian, summed over the last (action) axis."""
     return gaussian_log_prob_of_noise((actions - mean) / std, std)
-
-
-def gaussian_log_prob_of_noise(z: Tensor, std: Tensor) -> Tensor:
-    """Log-density of ``N(mean, std)`` at ``mean + std * z``, summed over the last axis: a
-    sampler that drew the noise ``z`` has its log-probability without dividing back."""
-    return (-0.5 * z.square() - std.log() - _LOG_SQRT_2PI).sum(dim=-1)
 
 
 def gaussian_kl(mean_p: Tensor, std_p: Tensor, mean_q: Tensor, std_q: Tensor) -> Tensor:
@@ -180,6 +174,8 @@ INNER_SURROGATES: dict[str, Surrogate] = {
 }
 OBJECTIVES = tuple(INNER_SURROGATES)
 EXPLORING_OBJECTIVES = frozenset({"emaml"})
+for _name in OBJECTIVES:
+    register_choice("objective", _name)
 """Objectives whose outer loss adds :func:`exploration_surrogate` (E-MAML)."""
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "GaussianMLPPolicy",
     "Params",
     "distribution",
+    "gaussian_log_prob_of_noise",
     "params_of",
     "stack_params",
     "stacked_tasks",
@@ -33,6 +34,15 @@ OBS_CLIP = 10.0
 """Standardised observations are clipped to +-this (VecNormalize's ``clip_obs``)."""
 OBS_EPS = 1e-8
 """Added to the running variance before its square root (VecNormalize's ``epsilon``)."""
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def gaussian_log_prob_of_noise(z: Tensor, std: Tensor) -> Tensor:
+    """Log-density of ``N(mean, std)`` at ``mean + std * z``, summed over the last axis: a
+    sampler that drew the noise ``z`` has its log-probability without dividing back."""
+    return (-0.5 * z.square() - std.log() - _LOG_SQRT_2PI).sum(dim=-1)
+
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
 

@@ -27,11 +27,13 @@ import itertools
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
+from metarl.config import SamplerConfig, check_non_negative, check_positive
 from metarl.episodes import Episodes, concat_episodes
 from metarl.errors import InputError
 from metarl.policies import Params
@@ -44,7 +46,38 @@ from metarl.sampler import (
     sampling_params,
 )
 
-__all__ = ["RaySampler", "import_ray"]
+__all__ = ["RaySampler", "RaySamplerConfig", "import_ray"]
+
+
+@dataclass(frozen=True)
+class RaySamplerConfig(SamplerConfig):
+    """``sampler: {kind: ray}``: Ray actors, each sampling a contiguous block of the tasks, on
+    this machine or a cluster."""
+
+    NAME: ClassVar[str] = "ray"
+
+    kind: Literal["ray"] = "ray"
+    """Selects this sampler under ``sampler:``."""
+    workers: int = 2
+    """Ray actors, each sampling a contiguous block of the tasks."""
+    threads_per_worker: int = 1
+    """Physics threads, and CPUs asked of Ray, per actor."""
+    address: str | None = None
+    """null starts a local Ray; auto joins a running cluster; ray://host:port through Ray Client."""
+    timeout_s: float = 30.0
+    """Seconds a replacement actor may take to start before a SamplerError."""
+    start_timeout_s: float = 300.0
+    """Seconds the first actors may take to start (each imports torch and MuJoCo)."""
+    max_restarts: int = 3
+    """Dead actors replaced per sample call; 0 raises at the first death."""
+
+    def _check(self) -> None:
+        check_positive(self.workers, "workers")
+        check_positive(self.threads_per_worker, "threads_per_worker")
+        check_positive(self.timeout_s, "timeout_s")
+        check_positive(self.start_timeout_s, "start_timeout_s")
+        check_non_negative(self.max_restarts, "max_restarts")
+
 
 _INSTALL = "the Ray sampler needs Ray: pip install 'metarl[ray]' (or pip install ray)"
 

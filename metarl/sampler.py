@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -30,25 +30,61 @@ import torch
 from torch import Tensor
 
 import envs
+from metarl.config import SamplerConfig, check_non_negative
 from metarl.episodes import Episodes
-from metarl.objectives import gaussian_log_prob_of_noise
-from metarl.policies import Params, stacked_tasks, task_stats
+from metarl.policies import Params, gaussian_log_prob_of_noise, stacked_tasks, task_stats
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = [
-    "SAMPLER_KINDS",
+    "LOCAL_KINDS",
+    "AsyncSamplerConfig",
     "BaseSampler",
+    "BatchedSamplerConfig",
     "NonFiniteError",
     "Sampler",
     "SamplerError",
-    "make_sampler",
+    "SyncSamplerConfig",
 ]
 
-SAMPLER_KINDS = ("batched", "sync", "async", "ray")
-"""Every sampler kind a config may name: :class:`Sampler`'s three, and :class:`~metarl.ray_sampler.RaySampler`."""
-LOCAL_KINDS = SAMPLER_KINDS[:3]
+LOCAL_KINDS = ("batched", "sync", "async")
+"""The kinds :class:`Sampler` runs in this process (``ray`` is :mod:`metarl.ray_sampler`'s)."""
+
+
+@dataclass(frozen=True)
+class BatchedSamplerConfig(SamplerConfig):
+    """``sampler: {kind: batched}``: the env's batched engine (``mujoco.batch`` or numpy)."""
+
+    NAME: ClassVar[str] = "batched"
+
+    kind: Literal["batched"] = "batched"
+    """Selects this sampler under ``sampler:``."""
+    num_threads: int = 0
+    """Worker threads for the physics; 0 uses every core."""
+
+    def _check(self) -> None:
+        check_non_negative(self.num_threads, "num_threads")
+
+
+@dataclass(frozen=True)
+class SyncSamplerConfig(SamplerConfig):
+    """``sampler: {kind: sync}``: Gymnasium's SyncVectorEnv, the reference path for any env."""
+
+    NAME: ClassVar[str] = "sync"
+
+    kind: Literal["sync"] = "sync"
+    """Selects this sampler under ``sampler:``."""
+
+
+@dataclass(frozen=True)
+class AsyncSamplerConfig(SamplerConfig):
+    """``sampler: {kind: async}``: Gymnasium's AsyncVectorEnv, one process per sub-env."""
+
+    NAME: ClassVar[str] = "async"
+
+    kind: Literal["async"] = "async"
+    """Selects this sampler under ``sampler:``."""
 
 
 class SamplerError(RuntimeError):
@@ -126,7 +162,7 @@ class Sampler(BaseSampler):
     ) -> None:
         if kind not in LOCAL_KINDS:
             raise ValueError(
-                f"sampler kind must be one of {LOCAL_KINDS} (ray: use make_sampler), got {kind!r}"
+                f"sampler kind must be one of {LOCAL_KINDS} (ray: use metarl.sampling.make_sampler), got {kind!r}"
             )
         for name, value in (
             ("num_tasks", num_tasks),
@@ -482,40 +518,3 @@ def _engine_takes_threads(env_id: str) -> bool:
 
     creator = load_env_creator(gym.spec(env_id).entry_point)
     return bool(getattr(creator, "engine_takes_threads", False))
-
-
-def make_sampler(
-    env_id: str,
-    num_tasks: int,
-    episodes_per_task: int,
-    horizon: int,
-    config: Any,
-    env_kwargs: Mapping[str, Any] | None = None,
-) -> Any:
-    """The sampler a :class:`~metarl.config.SamplerConfig` describes: a :class:`Sampler`, or a
-    :class:`~metarl.ray_sampler.RaySampler` for ``kind: ray``. Both have the same interface."""
-    if config.kind == "ray":
-        from metarl.ray_sampler import RaySampler
-
-        return RaySampler(
-            env_id,
-            num_tasks,
-            episodes_per_task,
-            horizon,
-            workers=min(config.workers, num_tasks),
-            threads_per_worker=config.threads_per_worker,
-            address=config.address,
-            timeout_s=config.timeout_s,
-            start_timeout_s=config.start_timeout_s,
-            max_restarts=config.max_restarts,
-            env_kwargs=env_kwargs,
-        )
-    return Sampler(
-        env_id,
-        num_tasks,
-        episodes_per_task,
-        horizon,
-        kind=config.kind,
-        num_threads=config.num_threads,
-        env_kwargs=env_kwargs,
-    )

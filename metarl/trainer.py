@@ -11,7 +11,6 @@ iteration)``, so a resumed run repeats the numbers of an uninterrupted one.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 import time
@@ -25,25 +24,31 @@ import torch
 
 import envs
 from metarl.adaptation import AdaptationSettings, compute_advantages
-from metarl.baselines import LinearFeatureBaseline
 from metarl.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
     RunLock,
+    append_progress,
+    checkpoint_config,
     get_rng_states,
     load_checkpoint,
     load_policy,
+    load_warm_start,
     make_policy,
+    progress_rows,
     save_checkpoint,
     set_rng_states,
+    truncate_progress,
 )
 from metarl.config import Config, ConfigError, save_config
 from metarl.episodes import Episodes
 from metarl.errors import InputError
-from metarl.meta_learners import make_meta_learner, multi_step_loss_weights
+from metarl.meta_learners import make_meta_learner
 from metarl.meta_optimizers import make_meta_optimizer
 from metarl.objectives import MetaBatch
-from metarl.sampler import Sampler, make_sampler
+from metarl.sampler import Sampler
+from metarl.sampling import make_sampler
+from metarl.value_baseline import LinearFeatureBaseline
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -162,10 +167,7 @@ class Trainer:
         """A run directory whose run died before its first checkpoint: it can start over."""
         if not (self.run_dir / "config.yaml").is_file() or self.checkpoint_path.exists():
             return False
-        if not self.progress_path.exists():
-            return True
-        with self.progress_path.open(newline="", encoding="utf-8") as f:
-            return sum(1 for row in csv.reader(f) if row) <= 1  # a header at most
+        return progress_rows(self.progress_path) == 0
 
     @property
     def done(self) -> bool:
@@ -271,16 +273,7 @@ class Trainer:
             tuple(pre_advantages) if several else pre_advantages[0],
             post_advantages,
         )
-        settings = self.adaptation
-        if iteration < c.adaptation.first_order_iterations:
-            settings = dataclasses.replace(settings, first_order=True)  # MAML++'s annealing
-        annealed = c.adaptation.multi_step_loss_iterations
-        if annealed:  # MAML++'s multi-step loss, weights annealed toward the last step
-            weights = multi_step_loss_weights(steps, iteration, annealed)
-            settings = dataclasses.replace(settings, step_weights=weights)
-            metrics_extra = {"last_step_weight": weights[-1] if weights else 1.0}
-        else:
-            metrics_extra = {}
+        settings, metrics_extra = self.meta_learner.schedule(self.adaptation, iteration)
         try:
             metrics = self.meta_learner.step(self.policy, batch, settings, self.meta_optimizer)
         except FloatingPointError as err:
@@ -322,33 +315,11 @@ class Trainer:
 
     # --- logging and checkpoints --------------------------------------------------------------
     def _log(self, row: dict[str, float], writer: Any) -> None:
-        fields = list(row)
-        existing = self._progress_header()
-        if existing is not None and existing != fields:
-            # A column appeared (or moved) since the file was started, e.g. a run resumed
-            # by a newer metarl: rewrite it under the union of the columns, blanks for the old rows.
-            fields = existing + [f for f in fields if f not in existing]
-            with self.progress_path.open(newline="", encoding="utf-8") as f:
-                old_rows = list(csv.DictReader(f))
-            with self.progress_path.open("w", newline="", encoding="utf-8") as f:
-                out = csv.DictWriter(f, fieldnames=fields, restval="")
-                out.writeheader()
-                out.writerows(old_rows)
-        with self.progress_path.open("a", newline="", encoding="utf-8") as f:
-            out = csv.DictWriter(f, fieldnames=fields, restval="")
-            if existing is None:
-                out.writeheader()
-            out.writerow(row)
+        append_progress(self.progress_path, row)
         for key, value in row.items():
             if key != "iteration":
                 writer.add_scalar(key, value, row["iteration"])
         writer.flush()
-
-    def _progress_header(self) -> list[str] | None:
-        if not self.progress_path.exists() or self.progress_path.stat().st_size == 0:
-            return None
-        with self.progress_path.open(newline="", encoding="utf-8") as f:
-            return next(csv.reader(f), None)
 
     def save_checkpoint(self, iterations_done: int) -> Path:
         """Write ``checkpoints/latest.pt`` atomically (a temp file, then a rename)."""
@@ -383,69 +354,16 @@ class Trainer:
         save_config(self.config, self.run_dir / "config.yaml")
 
     def _warm_start(self, source: str) -> None:
-        """Start from the policy of the run in ``source`` (``init_from``), checked to fit."""
-        try:
-            their_config, theirs, their_state = load_policy(source)
-        except CheckpointError as err:
-            raise ConfigError(f"cannot warm-start from it: {err}", key="init_from") from None
-        mine, c = self.policy, self.config
-        differing = [
-            f"{name} {b!r} there, {a!r} here"
-            for name, a, b in (
-                ("observation size", mine.obs_dim, theirs.obs_dim),
-                ("action size", mine.act_dim, theirs.act_dim),
-                ("policy.hidden_sizes", c.policy.hidden_sizes, their_config.policy.hidden_sizes),
-                ("policy.activation", c.policy.activation, their_config.policy.activation),
-                ("policy.action_scale", c.policy.action_scale, their_config.policy.action_scale),
-                (
-                    "policy.obs_normalization",
-                    c.policy.obs_normalization,
-                    their_config.policy.obs_normalization,
-                ),
-                ("policy.context_dim", c.policy.context_dim, their_config.policy.context_dim),
-            )
-            if a != b
-        ]
-        if differing:
-            raise ConfigError(
-                f"the policy of {source} does not fit this config ({'; '.join(differing)}): "
-                "warm-start from a run of the same env and policy, or set init_from: null",
-                key="init_from",
-            )
-        self.policy.load_state_dict(theirs.state_dict())
-        their_learner = their_state.get("meta_learner", {})
-        if "learned_lrs" in their_learner and c.adaptation.learn_lr:  # the step goes on as it was
-            try:
-                self.meta_learner.load_state_dict(their_learner)
-            except ValueError as err:
-                raise ConfigError(
-                    f"cannot carry {source}'s learned inner rates: {err}; warm-start from a "
-                    "run with the same adaptation.steps and learn_lr_per_parameter, or set "
-                    "adaptation.learn_lr: false",
-                    key="adaptation.learn_lr",
-                ) from None
-        if c.init_from_optimizer:  # a TRPO or Reptile source has no Adam moments: refused
-            try:
-                self.meta_optimizer.warm_start(
-                    their_state["meta_optimizer"], count=len(list(self.policy.parameters()))
-                )
-            except ValueError as err:
-                raise ConfigError(
-                    f"cannot carry {source}'s optimizer ({their_config.meta_optimizer.name}, "
-                    f"meta_learner {their_config.meta_learner}): {err}; set init_from_optimizer: "
-                    "false",
-                    key="init_from_optimizer",
-                ) from None
-        # Where the run started, kept in its checkpoints: the source run may go on later.
-        self.warm_start = {
-            "run": source,
-            "iteration": int(their_state["iteration"]),
-            "env_steps": int(their_state["env_steps"]),
-        }
+        """Start from the policy of the run in ``source`` (``init_from``), checked to fit; the
+        meta-learner takes what it goes on with (its learned rates)."""
+        start = load_warm_start(source, self.config, self.policy.obs_dim, self.policy.act_dim)
+        self.policy.load_state_dict(start.policy)
+        self.meta_learner.warm_start(start.meta_learner, source)
+        self.warm_start = start.info
 
     def _restore(self) -> None:
         state = load_checkpoint(self.run_dir)
-        saved = Config.from_dict(state["config"])
+        saved = checkpoint_config(state, self.checkpoint_path)
         differing = [
             f.name
             for f in dataclasses.fields(Config)
@@ -464,41 +382,9 @@ class Trainer:
         self.env_steps = int(state["env_steps"])
         self.elapsed_s = float(state["elapsed_s"])
         self.warm_start = state.get("warm_start")
-        self._truncate_progress(self.start_iteration)
+        truncate_progress(self.progress_path, self.start_iteration)
         if self.config.iterations != saved.iterations and not self.done:
             save_config(self.config, self.run_dir / "config.yaml")
-
-    def _truncate_progress(self, iterations_done: int) -> None:
-        """Make ``progress.csv`` the history of the checkpoint's ``iterations_done`` iterations.
-
-        Rows logged after the checkpoint (a run stopped between the two writes) and a
-        row cut short (a run killed mid-write) are dropped; rows that are missing (a
-        deleted or edited file) cannot be recovered and are reported.
-        """
-        rows: list[list[str]] = []
-        if self.progress_path.exists():
-            with self.progress_path.open(newline="", encoding="utf-8") as f:
-                rows = list(csv.reader(f))
-        header, kept = (rows[0], []) if rows else (None, [])
-        for row in rows[1:]:
-            if header is None or len(row) != len(header) or not _parses(row):
-                continue
-            if int(row[0]) < iterations_done:
-                kept.append(row)
-        dropped = len(rows) - 1 - len(kept) if rows else 0
-        seen = {int(r[0]) for r in kept}
-        missing = [i for i in range(iterations_done) if i not in seen]
-        if missing:
-            warnings.warn(
-                f"{self.progress_path} lacks the rows of iteration(s) {_ranges(missing)} of the "
-                f"{iterations_done} in the checkpoint; they cannot be recovered. Training goes on; "
-                "the curve has a gap there",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        if header is not None and dropped:
-            with self.progress_path.open("w", newline="", encoding="utf-8") as f:
-                csv.writer(f).writerows([header, *sorted(kept, key=lambda r: int(r[0]))])
 
     def _diverged_message(self, iteration: int, what: str) -> str:
         last = (
@@ -508,7 +394,8 @@ class Trainer:
         )
         return (
             f"training diverged at iteration {iteration}: {what}. {last}. Lower "
-            "adaptation.lr or meta_optimizer.max_kl (or the PPO lr) and resume or restart."
+            "adaptation.lr, meta_optimizer.max_kl (TRPO) or meta_optimizer.lr (PPO) and resume "
+            "or restart."
         )
 
     def make_sampler(self) -> Sampler:
@@ -572,28 +459,6 @@ def train(
         name = config.env.split("/")[-1].lower()
         run_dir = Path("runs") / f"{name}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     return Trainer(config, run_dir, resume=resume, progress=progress).train()
-
-
-def _parses(row: list[str]) -> bool:
-    """Whether every cell of a progress row is a number (blank cells allowed but the first)."""
-    try:
-        int(row[0])
-        for cell in row[1:]:
-            if cell:
-                float(cell)
-    except ValueError:
-        return False
-    return True
-
-
-def _ranges(numbers: list[int]) -> str:
-    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
-    parts, start = [], numbers[0]
-    for previous, current in zip(numbers, [*numbers[1:], None], strict=True):
-        if current != previous + 1 if current is not None else True:
-            parts.append(f"{start}-{previous}" if previous != start else f"{start}")
-            start = current
-    return ", ".join(parts)
 
 
 def _make_probe_env(env_id: str, env_kwargs: dict[str, Any] | None = None):

@@ -18,10 +18,10 @@ from metarl.adaptation import (
     policy_stats,
     step_sizes,
 )
-from metarl.baselines import LinearFeatureBaseline
 from metarl.episodes import Episodes, discounted_returns, gae, stack_episodes
 from metarl.objectives import OBJECTIVES, gaussian_log_prob, masked_task_mean, outer_surrogate
 from metarl.policies import GaussianMLPPolicy, Params, params_of
+from metarl.value_baseline import LinearFeatureBaseline
 
 F64 = torch.float64
 
@@ -136,61 +136,6 @@ def test_one_step_is_theta_minus_lr_times_each_tasks_gradient():
         grads = torch.autograd.grad(loss, list(theta.values()))
         for (name, p), g in zip(theta.items(), grads, strict=True):
             torch.testing.assert_close(phi[name][k], p - 0.3 * g)
-
-
-def _with_rewards(episodes: Episodes, per_step: list[float]) -> Episodes:
-    """``episodes`` whose task k earns ``per_step[k]`` at every step it took."""
-    rewards = torch.tensor(per_step, dtype=F64).view(-1, 1, 1) * episodes.mask
-    return Episodes(
-        episodes.observations, episodes.actions, rewards, episodes.mask, episodes.log_probs
-    )
-
-
-def test_reward_scale_is_each_tasks_shortfall_in_units_clipped():
-    """Mean reward per step taken (early-ended episodes' padding not counted): -0.1 is the
-    zero, each 0.4 below one step, at most 1.5; above the zero, no step."""
-    from metarl.adaptation import RewardScale
-
-    episodes = _with_rewards(synthetic_episodes(tiny_policy(), tasks=4), [-0.1, -0.5, -3.0, 2.0])
-    scale = RewardScale(zero_reward=-0.1, unit=0.4, max_scale=1.5)
-    torch.testing.assert_close(
-        scale.multipliers(episodes), torch.tensor([0.0, 1.0, 1.5, 0.0], dtype=F64)
-    )
-
-
-def test_a_reward_scaled_step_is_each_tasks_step_times_its_factor():
-    """The plain step of each task times its factor, in one batched step and in the settings'
-    paths: sampling (adapt_for_sampling) and the meta-step (adapted_stats) adapt alike."""
-    from metarl.adaptation import RewardScale, adapt_for_sampling, adapted_stats
-
-    policy = tiny_policy()
-    episodes = _with_rewards(synthetic_episodes(policy), [-0.1, -0.3, -0.7])  # factors 0, .5, 1.5
-    adv = random_advantages(episodes)
-    theta = params_of(policy)
-    scale = RewardScale(zero_reward=-0.1, unit=0.4, max_scale=1.5)
-    scaled = adapt_steps(policy, theta, episodes, adv, [0.3], 1, reward_scale=scale)[-1]
-    for name in theta:
-        torch.testing.assert_close(scaled[name][0], theta[name])  # factor 0: no step
-    for k, factor in enumerate([0.5, 1.5], start=1):
-        plain = adapt_with_advantages(policy, theta, episodes[k], adv[k], lr=0.3 * factor)
-        for name in theta:
-            torch.testing.assert_close(scaled[name][k], plain[name])
-    settings = AdaptationSettings(lr=0.3, reward_scale=scale)
-    _, sampled = adapt_for_sampling(
-        policy,
-        theta,
-        episodes,
-        ZeroBaseline(),
-        settings,
-        gamma=0.99,
-        gae_lambda=1.0,
-        normalize=True,
-    )
-    batch = make_meta_batch(episodes, episodes, ZeroBaseline(), 0.99, 1.0)
-    trace, _, _ = adapted_stats(policy, theta, batch, settings)
-    for name in theta:
-        torch.testing.assert_close(trace[-1][name].detach(), sampled[name])
-        torch.testing.assert_close(sampled[name][0], theta[name].detach())
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)

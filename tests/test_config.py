@@ -14,11 +14,14 @@ from metarl.config import (
     AdaptationConfig,
     Config,
     ConfigError,
-    PPOConfig,
-    TRPOConfig,
     load_config,
+    read_run_config,
     save_config,
+    upgrade_config_data,
 )
+from metarl.meta_optimizers import PPOConfig, TRPOConfig
+from metarl.ray_sampler import RaySamplerConfig
+from metarl.sampler import BatchedSamplerConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments" / "configs"
 SHIPPED = {
@@ -211,8 +214,6 @@ def test_shipped_config_loads_with_paper_values(name):
     assert config.policy.activation == ("relu" if name == "navigation2d" else "tanh")
     assert config.adaptation.lrs == [0.1]  # the paper's inner step
     assert (config.gamma, config.gae_lambda) == (0.99, 1.0)  # the paper's discount and GAE
-    # The paper's step: one size for every task.
-    assert config.adaptation.reward_scaled_step.zero_reward is None
     assert config.tail_fraction == 1.0  # the paper's meta-objective: the mean over tasks
     assert (config.iterations, config.init_from) == (500, None)
     if name != "navigation2d":
@@ -355,15 +356,13 @@ BAD = [
     ("policy.context_dim", -1, ["non-negative"]),
     ("cavia.lr", 0, ["positive"]),
     ("adaptation.learn_lr_per_parameter", True, ["learn_lr is false", "learn_lr: true"]),
-    ("init_from_optimizer", True, ["init_from is null"]),
     ("tail_fraction", 0, ["(0, 1]"]),
     ("tail_fraction", 1.5, ["(0, 1]"]),
-    ("adaptation.reward_scaled_step.unit", 0, ["positive"]),
-    ("adaptation.reward_scaled_step.max_scale", -1.0, ["positive"]),
     ("sampler.kind", "slurm", ["batched", "sync", "async", "ray"]),
-    ("sampler.workers", 0, ["positive"]),
-    ("sampler.address", 5, ["string"]),
+    ("sampler.workers", 2, ["unknown key", "valid keys: kind, num_threads"]),
     ("sampler.num_threads", -2, ["non-negative"]),
+    ("meta_optimizer.anchor_kl_coeff", 0.1, ["unknown key"]),
+    ("meta_optimizer.kl_direction", "new_old", ["unknown key"]),
     ("meta_optimizer.fvp", "fisher", ["exact", "gauss_newton", "adapted_fisher"]),
     ("meta_optimizer.ls_backtrack_ratio", 1.0, ["(0, 1)"]),
     ("meta_optimizer.name", "sgd", ["trpo", "ppo"]),
@@ -440,3 +439,79 @@ def test_constructors_check_too():
         AdaptationConfig(lr=-1.0)
     with pytest.raises(ConfigError, match=re.escape("adaptation.steps")):
         Config(env="metarl/AntVel-v0", adaptation={"steps": 0})
+
+
+@pytest.mark.parametrize(
+    ("settings", "key", "words"),
+    [
+        ({"kind": "ray", "workers": 0}, "sampler.workers", ["positive"]),
+        ({"kind": "ray", "address": 5}, "sampler.address", ["string"]),
+        ({"kind": "ray", "num_threads": 2}, "sampler.num_threads", ["unknown key", "workers"]),
+        ({"kind": "sync", "num_threads": 2}, "sampler.num_threads", ["unknown key"]),
+    ],
+)
+def test_each_sampler_kind_takes_its_own_keys(settings, key, words):
+    with pytest.raises(ConfigError) as info:
+        Config.from_dict({**MINIMAL, "sampler": settings})
+    assert info.value.key == key
+    assert all(word in str(info.value) for word in words)
+
+
+def test_switching_the_sampler_kind_starts_that_kind_afresh():
+    """As for meta_optimizer.name: the file's batched keys do not follow to kind ray."""
+    path = _write(yaml.safe_dump({**MINIMAL, "sampler": {"kind": "batched", "num_threads": 1}}))
+    config = load_config(path, ["sampler.kind=ray", "sampler.workers=3"])
+    assert config.sampler == RaySamplerConfig(workers=3)
+    assert load_config(path).sampler == BatchedSamplerConfig(num_threads=1)
+
+
+# A run directory's config.yaml as metarl wrote it before the research keys left the core.
+OLD_RUN_CONFIG = {
+    **MINIMAL,
+    "adaptation": {
+        "lr": 0.1,
+        "reward_scaled_step": {"zero_reward": None, "unit": 1.0, "max_scale": 1.5},
+    },
+    "meta_optimizer": {"name": "ppo", "lr": 1e-3, "anchor_kl_coeff": 0.0, "max_kl": 0.0},
+    "sampler": {"kind": "batched", "num_threads": 0, "workers": 2, "address": None},
+    "init_from_optimizer": False,
+}
+
+
+def test_an_earlier_run_config_upgrades_to_the_same_meaning():
+    path = _write(yaml.safe_dump(OLD_RUN_CONFIG))
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(path)  # a user's config file is read as written
+    config = read_run_config(path)
+    assert config.meta_optimizer == PPOConfig(lr=1e-3)
+    assert config.sampler == BatchedSamplerConfig(num_threads=0)
+    assert config == Config.from_dict(upgrade_config_data(OLD_RUN_CONFIG))
+    trpo = {
+        **MINIMAL,
+        "meta_optimizer": {"name": "trpo", "max_kl": 0.02, "kl_direction": "old_new"},
+    }
+    assert Config.from_dict(upgrade_config_data(trpo)).meta_optimizer == TRPOConfig(max_kl=0.02)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("meta_optimizer.anchor_kl_coeff", 0.05),
+        ("meta_optimizer.max_kl", 0.1),
+        ("adaptation.reward_scaled_step.zero_reward", -0.1),
+        ("init_from_optimizer", True),
+    ],
+)
+def test_a_run_that_used_a_removed_key_is_refused_with_the_commit_to_use(key, value):
+    data = copy.deepcopy(OLD_RUN_CONFIG)
+    *parents, last = key.split(".")
+    node = data
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    path = _write(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as info:
+        read_run_config(path)
+    assert info.value.key == key
+    assert str(path) in str(info.value)
+    assert "check out commit" in str(info.value)

@@ -336,28 +336,6 @@ def test_inner_lr_probe_is_the_run_trained_with_that_step_size(run_dir, tmp_path
     assert trained["metarl"]["1"]["per_task"] != probe["metarl"]["1"]["per_task"]
 
 
-def test_results_record_the_reward_sized_step_every_policy_took(run_dir, tmp_path):
-    """A run meta-trained with ``adaptation.reward_scaled_step`` is evaluated with it, and its
-    results say so; a run without it records null."""
-    import shutil
-
-    import yaml
-
-    rule = {"zero_reward": -0.05, "unit": 0.2, "max_scale": 1.5}
-    sized = tmp_path / "sized"
-    shutil.copytree(run_dir, sized)
-    data = yaml.safe_load((sized / "config.yaml").read_text())
-    data["adaptation"]["reward_scaled_step"] = rule
-    (sized / "config.yaml").write_text(yaml.safe_dump(data))
-    plain = evaluate(run_dir, 3, 1, 4, seed=6, out=tmp_path / "plain.json")
-    scaled = evaluate(sized, 3, 1, 4, seed=6, out=tmp_path / "scaled.json")
-    assert plain["reward_scaled_step"] is None
-    assert scaled["reward_scaled_step"] == rule
-    assert json.loads((tmp_path / "scaled.json").read_text())["reward_scaled_step"] == rule
-    assert scaled["metarl"]["0"] == plain["metarl"]["0"]
-    assert scaled["metarl"]["1"] != plain["metarl"]["1"]  # the step it records is the one taken
-
-
 @pytest.mark.parametrize("lr", ["0", "-0.1", "nan"])
 def test_inner_lr_must_be_positive(run_dir, tmp_path, capsys, lr):
     out = tmp_path / "r.json"

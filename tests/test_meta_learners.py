@@ -15,8 +15,8 @@ from metarl.adaptation import AdaptationSettings, policy_stats
 from metarl.config import Config, ConfigError, load_config
 from metarl.meta_learners import CAVIA, MAML, META_LEARNERS, make_meta_learner
 from metarl.meta_optimizers import PPO, TRPO
-from metarl.meta_optimizers.optim import flat, unflat
 from metarl.objectives import tail_weights
+from metarl.optim import flat, unflat
 from metarl.policies import GaussianMLPPolicy, params_of
 from metarl.trainer import Trainer, load_checkpoint
 
@@ -371,7 +371,8 @@ def test_learned_rate_curvature_products_equal_the_exact_kl_hessian(
     """gauss_newton with learned rates (per tensor or per entry) is the exact KL Hessian over
     (theta, rates); so is adapted_fisher for first-order adaptation, and not for second order.
     A rate of exactly 0 (which rates pass on their way negative) changes none of it."""
-    from metarl.meta_optimizers.trpo import adapted_fisher_fvp, exact_fvp, gauss_newton_fvp, mean_kl
+    from metarl.meta_optimizers.trpo import adapted_fisher_fvp, exact_fvp, gauss_newton_fvp
+    from metarl.optim import mean_kl
 
     policy = tiny_policy()
     batch = synthetic_batch(policy) if steps == 1 else _two_step_batch(policy)
@@ -449,7 +450,7 @@ def test_learned_rates_are_used_for_sampling_and_evaluation(per_parameter):
     """Sampling (and evaluation, which adapts through the same call) steps with the learned
     rates, tensor by tensor; past the trained steps with half the last step's rates."""
     from metarl.adaptation import compute_advantages, inner_loss
-    from metarl.baselines import LinearFeatureBaseline
+    from metarl.value_baseline import LinearFeatureBaseline
 
     policy = tiny_policy()
     batch = synthetic_batch(policy)
@@ -573,14 +574,6 @@ def test_multi_step_loss_is_annealed_by_the_trainer_then_off(tmp_path, monkeypat
         ),
         ({"meta_learner": "imaml", "adaptation": {"learn_lr": True}}, "adaptation.learn_lr"),
         ({"meta_learner": "reptile", "adaptation": {"learn_lr": True}}, "adaptation.learn_lr"),
-        (
-            {"meta_learner": "reptile", "adaptation": {"reward_scaled_step": {"zero_reward": 0.0}}},
-            "adaptation.reward_scaled_step.zero_reward",
-        ),
-        (
-            {"meta_learner": "imaml", "adaptation": {"reward_scaled_step": {"zero_reward": 0.0}}},
-            "adaptation.reward_scaled_step.zero_reward",
-        ),
         ({"meta_learner": "reptile", "tail_fraction": 0.5}, "tail_fraction"),
         ({"meta_learner": "cavia"}, "policy.context_dim"),
         (
@@ -755,8 +748,6 @@ METHODS = {
         "meta_optimizer": {"name": "ppo", "epochs": 2},
     },
     "reptile": {"meta_learner": "reptile"},
-    # Each task's step sized by its mean reward (Navigation2D's: minus the distance to the goal).
-    "maml-reward-step": {"adaptation": {"reward_scaled_step": {"zero_reward": -0.05, "unit": 0.2}}},
     # The meta-loss over the half of each meta-batch's tasks that adapt worst (DR-MAML's tail).
     "maml-tail": {"tail_fraction": 0.5, "meta_optimizer": {"name": "ppo", "epochs": 2}},
     # CAVIA: the inner step adapts two context inputs alone.
@@ -829,7 +820,7 @@ def test_a_learned_rate_run_is_evaluated_with_its_learned_rates(tmp_path):
     which share adaptation_curve) adapts with them, not with the config's starting rate."""
     from metarl.api import load_run
     from metarl.evaluation import adaptation_curve
-    from metarl.sampler import make_sampler
+    from metarl.sampling import make_sampler
 
     config = _config("maml-learned-lr", iterations=2)
     Trainer(config, tmp_path / "run", progress=False).train()

@@ -9,19 +9,20 @@ import torch
 
 import metarl.meta_optimizers.ppo as ppo_module
 from metarl.adaptation import AdaptationSettings, adapt_steps, normalize_advantages, policy_stats
-from metarl.config import PPOConfig, TRPOConfig
 from metarl.episodes import Episodes
 from metarl.meta_optimizers import (
     PPO,
     TRPO,
+    PPOConfig,
+    TRPOConfig,
     backtracking_line_search,
     conjugate_gradient,
     hessian_vector_product,
     make_meta_optimizer,
 )
-from metarl.meta_optimizers.optim import flat, unflat
-from metarl.meta_optimizers.trpo import adapted_fisher_fvp, exact_fvp, gauss_newton_fvp, mean_kl
+from metarl.meta_optimizers.trpo import adapted_fisher_fvp, exact_fvp, gauss_newton_fvp
 from metarl.objectives import OBJECTIVES, MetaBatch
+from metarl.optim import flat, mean_kl, unflat
 from metarl.policies import GaussianMLPPolicy, params_of
 
 F64 = torch.float64
@@ -254,24 +255,6 @@ def test_trpo_step_improves_the_surrogate_within_the_trust_region(objective, fvp
     assert {"loss_before", "loss_after", "kl", "ls_steps"} <= set(metrics)
 
 
-def test_trpo_line_search_bounds_the_kl_in_the_configured_direction():
-    """kl_direction: new_old bounds and reports KL(new || old) (pytorch-maml-rl's), the
-    default KL(old || new); the two differ once the std moves, so the check can fail."""
-    batch = synthetic_batch(tiny_policy())
-    adaptation = AdaptationSettings(lr=0.3)
-    for direction, reverse in (("old_new", False), ("new_old", True)):
-        policy = tiny_policy()
-        before = {n: p.detach().clone() for n, p in params_of(policy).items()}
-        metrics = TRPO(max_kl=0.01, kl_direction=direction).step(policy, batch, adaptation)
-        assert 0 < metrics["kl"] <= 0.01
-        measured = _measured_kl(policy, before, batch, adaptation, reverse=reverse)
-        other = _measured_kl(policy, before, batch, adaptation, reverse=not reverse)
-        assert measured == pytest.approx(metrics["kl"], rel=1e-9)
-        assert other != pytest.approx(metrics["kl"], rel=1e-6)
-    with pytest.raises(ValueError, match=r"kl_direction: must be one of \['old_new', 'new_old'\]"):
-        TRPO(kl_direction="forward")
-
-
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_ppo_step_changes_params_and_lowers_the_clipped_surrogate(objective):
     policy = tiny_policy()
@@ -284,88 +267,31 @@ def test_ppo_step_changes_params_and_lowers_the_clipped_surrogate(objective):
     assert metrics["kl"] > 0 and metrics["inner_kl"] > 0
 
 
-def _ppo_steps(max_kls, lr=0.1):
-    """One PPO step of each ``max_kl`` from the same policy and batch: (the policy before,
-    [(metrics, flat params after, optimizer)])."""
-    start = tiny_policy()
-    batch = synthetic_batch(start)
-    adaptation = AdaptationSettings(lr=0.3)
-    steps = []
-    for max_kl in max_kls:
-        policy = tiny_policy()
-        policy.load_state_dict(start.state_dict())
-        optimizer = PPO(lr=lr, epochs=3, max_kl=max_kl)
-        metrics = optimizer.step(policy, batch, adaptation)
-        steps.append((metrics, _flat_params(policy), optimizer, policy))
-    return start, batch, adaptation, steps
+def _ppo_step(**settings):
+    """One PPO step with ``settings`` from the same policy and batch: (metrics, params after)."""
+    policy = tiny_policy()
+    metrics = PPO(lr=0.1, **settings).step(
+        policy, synthetic_batch(policy), AdaptationSettings(lr=0.3)
+    )
+    return metrics, _flat_params(policy)
 
 
-def test_ppo_max_kl_halves_a_step_past_the_bound_along_its_direction():
-    start, batch, adaptation, [(free, free_after, _, _)] = _ppo_steps([0.0])
-    assert "step_fraction" not in free
-    bound = free["kl"] / 10  # the unguarded step goes 10x past it
-    _, _, _, steps = _ppo_steps([bound, 10 * free["kl"]])
-    (held, held_after, _, policy), (loose, loose_after, _, _) = steps
-    before = _flat_params(start)
-    assert 0 < held["step_fraction"] < 1
-    assert 0 < held["kl"] <= bound
-    assert held_after == pytest.approx(before + held["step_fraction"] * (free_after - before))
-    measured = _measured_kl(policy, params_of(start), batch, adaptation)
-    assert measured == pytest.approx(held["kl"], rel=1e-6)
-    # A bound the step stays inside changes nothing.
-    assert loose["step_fraction"] == 1.0
-    assert torch.allclose(loose_after, free_after, rtol=0, atol=1e-12)
-
-
-def test_ppo_max_kl_drops_a_step_no_halving_brings_inside():
-    start, _, _, [(metrics, after, optimizer, _)] = _ppo_steps([1e-30])
-    assert metrics["step_fraction"] == 0.0 and metrics["kl"] == 0.0
-    assert torch.equal(after, _flat_params(start))
-    # Adam still took the epochs' gradients: the moments moved.
-    assert all(s["step"] == 3 for s in optimizer.state_dict()["adam"]["state"].values())
-    with pytest.raises(ValueError, match="max_kl"):
-        PPO(max_kl=-0.1)
-
-
-def _pre_kl_from(policy, anchor: dict, batch: MetaBatch) -> float:
-    """Mean KL(anchor || now) between the pre-update policies on the pre-update observations."""
-    pre = batch.first_pre
-    with torch.no_grad():
-        old_mean, old_std = policy_stats(policy, anchor, pre.observations)
-        mean, std = policy_stats(policy, params_of(policy), pre.observations)
-        return mean_kl(old_mean, old_std, mean, std, pre.mask).item()
-
-
-def test_ppo_anchor_kl_holds_the_pre_update_policy_near_where_it_started():
-    """``anchor_kl_coeff`` penalises the pre-update policy's KL from its state at the first
-    step, which stays the anchor over later steps and through state_dict; a large weight keeps
-    the policy far nearer the anchor than the same steps without it."""
-    start = tiny_policy()
-    batch, adaptation = synthetic_batch(start), AdaptationSettings(lr=0.3)
-    anchor = {n: p.detach().clone() for n, p in params_of(start).items()}
-    drift = {}
-    for coeff in (0.0, 100.0):
-        policy = tiny_policy()
-        policy.load_state_dict(start.state_dict())
-        optimizer = PPO(lr=3e-2, epochs=3, anchor_kl_coeff=coeff)
-        for _ in range(4):
-            metrics = optimizer.step(policy, batch, adaptation)
-        drift[coeff] = _pre_kl_from(policy, anchor, batch)
-        if not coeff:
-            assert "anchor_kl" not in metrics and optimizer.state_dict()["anchor"] is None
-            continue
-        assert metrics["anchor_kl"] == pytest.approx(drift[coeff], rel=1e-9)
-        saved = optimizer.state_dict()["anchor"]
-        assert all(torch.equal(saved[n], anchor[n]) for n in anchor)
-        # A resumed optimizer takes the same next step, from the same anchor.
-        resumed, twin = PPO(lr=3e-2, epochs=3, anchor_kl_coeff=coeff), tiny_policy()
-        resumed.load_state_dict(optimizer.state_dict())
-        twin.load_state_dict(policy.state_dict())
-        assert resumed.step(twin, batch, adaptation) == optimizer.step(policy, batch, adaptation)
-        assert torch.equal(_flat_params(twin), _flat_params(policy))
-    assert 0 < drift[100.0] < drift[0.0] / 10
-    with pytest.raises(ValueError, match="anchor_kl_coeff"):
-        PPO(anchor_kl_coeff=-1.0)
+def test_ppo_target_kl_stops_the_epochs_early_as_sb3_does():
+    """stable-baselines3's ``target_kl``: once the approximate KL from the sampling policies
+    passes 1.5 * target_kl, no more epochs. A tiny bound stops after the first (the same step
+    as epochs=1); a loose one changes nothing; without it no ``epochs`` metric is logged."""
+    free, free_after = _ppo_step(epochs=3)
+    assert "epochs" not in free
+    tight, tight_after = _ppo_step(epochs=3, target_kl=1e-12)
+    one, one_after = _ppo_step(epochs=1)
+    assert tight["epochs"] == 1.0
+    assert torch.equal(tight_after, one_after) and tight["kl"] == one["kl"]
+    loose, loose_after = _ppo_step(epochs=3, target_kl=1e9)
+    assert loose["epochs"] == 3.0
+    assert torch.equal(loose_after, free_after)
+    assert not torch.equal(free_after, one_after)  # the stop made a difference
+    with pytest.raises(ValueError, match="target_kl"):
+        PPO(target_kl=-0.1)
 
 
 def _trpo_meta_gradient(monkeypatch, policy, batch, adaptation, **settings) -> torch.Tensor:
@@ -548,34 +474,6 @@ def _continue_a_ppo(start) -> tuple[PPO, PPO, GaussianMLPPolicy]:
 def test_ppo_state_dict_round_trip_gives_identical_steps():
     _, second, _ = _continue_a_ppo(lambda ppo, state, count: ppo.load_state_dict(state))
     assert second.num_steps == 2  # the source's step and its own
-
-
-def test_ppo_warm_start_takes_the_source_optimizers_steps():
-    """Carrying a source PPO's moments for the policy's tensors: the same next step as the
-    source's own; a meta-parameter past ``count`` (a learned rate) starts fresh; moments of
-    other shapes are refused."""
-    from metarl.meta_learners import MAML
-
-    source, warm, policy_a = _continue_a_ppo(lambda ppo, state, count: ppo.warm_start(state, count))
-    assert warm.num_steps == 1  # its own count
-    count = len(list(policy_a.parameters()))
-    batch, adaptation = synthetic_batch(policy_a), AdaptationSettings(lr=0.3)
-    # With learned rates after the policy's tensors: those start fresh (2 epochs, 2 Adam steps).
-    policy_d = tiny_policy()
-    policy_d.load_state_dict(policy_a.state_dict())
-    learner = MAML(policy_d, 0.3, 1, learn_lr=True)
-    rated = PPO(lr=1e-2, epochs=2)
-    rated.warm_start(source.state_dict(), count)
-    rated.step(policy_d, batch, adaptation, learner)
-    steps = [float(v["step"]) for v in rated.state_dict()["adam"]["state"].values()]
-    assert steps == [6.0] * count + [2.0] * count
-    wider = PPO(lr=1e-2, epochs=2)
-    wider.warm_start(source.state_dict(), count)
-    with pytest.raises(ValueError, match="do not fit this policy"):
-        other = GaussianMLPPolicy(3, 2, [5], "tanh", init_std=0.8).to(F64)
-        wider.step(other, synthetic_batch(other), adaptation)
-    with pytest.raises(ValueError, match="no Adam moments"):  # a source that never stepped
-        PPO().warm_start(PPO().state_dict(), count)
 
 
 def test_trpo_state_dict_round_trip():

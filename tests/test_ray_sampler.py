@@ -14,10 +14,11 @@ import pytest
 import torch
 from conftest import CONFIGS, tiny_navigation_config
 
-from metarl.config import SamplerConfig
 from metarl.errors import InputError
 from metarl.policies import GaussianMLPPolicy, params_of, stack_params
-from metarl.sampler import Sampler, SamplerError, make_sampler
+from metarl.ray_sampler import RaySamplerConfig
+from metarl.sampler import Sampler, SamplerError
+from metarl.sampling import make_sampler
 
 ray = pytest.importorskip("ray")
 
@@ -95,7 +96,7 @@ def test_same_episodes_as_the_batched_sampler(local_ray):
         expected = batched.sample(policy, params, tasks, seed=7)
         shared = batched.sample(policy, None, tasks, seed=8)
     for workers in (1, 2, 3):
-        with make_sampler(CHEETAH, 4, 3, 40, SamplerConfig(kind="ray", workers=workers)) as r:
+        with make_sampler(CHEETAH, 4, 3, 40, RaySamplerConfig(workers=workers)) as r:
             _assert_equal(r.sample(policy, params, tasks, seed=7), expected)
             _assert_equal(r.sample(policy, None, tasks, seed=8), shared)
 
@@ -147,7 +148,7 @@ def test_training_with_ray_gives_the_batched_returns(local_ray, tmp_path):
             return [(r["return_pre"], r["return_post"]) for r in csv.DictReader(f)]
 
     nav = tiny_navigation_config(iterations=20)
-    ray_nav = dataclasses.replace(nav, sampler=SamplerConfig(kind="ray", workers=2))
+    ray_nav = dataclasses.replace(nav, sampler=RaySamplerConfig(workers=2))
     assert returns(ray_nav, "nav-ray") == returns(nav, "nav-batched")
     # Three HalfCheetahVel iterations with the shipped config (a smaller meta-batch).
     from metarl.config import load_config
@@ -156,11 +157,11 @@ def test_training_with_ray_gives_the_batched_returns(local_ray, tmp_path):
         CONFIGS / "halfcheetah-vel.yaml",
         ["iterations=3", "tasks_per_batch=4", "episodes_per_task=3", "horizon=50"],
     )
-    ray_cheetah = dataclasses.replace(cheetah, sampler=SamplerConfig(kind="ray", workers=2))
+    ray_cheetah = dataclasses.replace(cheetah, sampler=RaySamplerConfig(workers=2))
     assert returns(ray_cheetah, "vel-ray") == returns(cheetah, "vel-batched")
 
 
 def test_ray_kind_without_ray_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(InputError, match=r"pip install 'metarl\[ray\]'"):
-        make_sampler(CHEETAH, 4, 3, 40, SamplerConfig(kind="ray"))
+        make_sampler(CHEETAH, 4, 3, 40, RaySamplerConfig())

@@ -12,22 +12,21 @@ import torch
 from stable_baselines3 import PPO
 from torch import nn
 
-from envs.wrappers import BatchedTaskVecEnv, TaskObservationWrapper, TaskResampleWrapper
-from metarl.errors import InputError
-from metarl.plotting import read_curve
-from metarl.policies import GaussianMLPPolicy, distribution, params_of
-from metarl.sb3 import (
+from envs.wrappers import TaskObservationWrapper, TaskResampleWrapper
+from metarl.comparison import (
     curve_path,
     curve_summary,
-    from_sb3,
     load_pretrained,
     oracle_returns,
     saved_steps,
-    to_sb3,
     train_baseline,
     train_oracle,
     train_pretrained,
 )
+from metarl.errors import InputError
+from metarl.plotting import read_curve
+from metarl.policies import GaussianMLPPolicy, distribution, params_of
+from metarl.sb3 import BatchedTaskVecEnv, from_sb3, to_sb3
 
 NAV = "metarl/Navigation2D-v0"
 # A PPO small enough for a test: one rollout of 2 x 64 steps per update.
@@ -443,7 +442,7 @@ def test_a_resumed_sac_refills_its_replay_buffer_first(tmp_path):
     oracle = _sac_oracle(tmp_path, 60)
     from stable_baselines3 import SAC
 
-    from metarl import sb3
+    from metarl import comparison as sb3
 
     loaded = sb3._reload(oracle, sb3._vec_env(NAV, 2, 1, True, 10, None), 1, None)
     assert isinstance(loaded, SAC) and loaded.learning_starts == 60 + 20
@@ -459,7 +458,7 @@ def test_an_interrupted_training_keeps_its_last_save_and_resumes(tmp_path, monke
     from stable_baselines3 import SAC
     from stable_baselines3.common.vec_env import VecEnvWrapper
 
-    from metarl import sb3
+    from metarl import comparison as sb3
 
     class Interrupted(VecEnvWrapper):  # the user's Ctrl-C after 50 steps of 2 sub-envs
         steps = 0

@@ -12,7 +12,8 @@ import torch
 from conftest import CONFIGS, tiny_navigation_config, train_seeing_settings
 
 from metarl.cli import main
-from metarl.config import ConfigError, PPOConfig, TRPOConfig, load_config, save_config
+from metarl.config import ConfigError, load_config, save_config
+from metarl.meta_optimizers import PPOConfig, TRPOConfig
 from metarl.trainer import (
     CheckpointError,
     Trainer,
@@ -51,13 +52,12 @@ def test_two_iterations_of_each_optimizer_and_objective(tmp_path, optimizer, obj
 
 @pytest.mark.parametrize(
     "optimizer",
-    [TRPOConfig(), PPOConfig(epochs=2), PPOConfig(epochs=2, anchor_kl_coeff=1.0)],
-    ids=["trpo", "ppo", "ppo-anchor"],
+    [TRPOConfig(), PPOConfig(epochs=2), PPOConfig(epochs=2, target_kl=1e-3)],
+    ids=["trpo", "ppo", "ppo-target-kl"],
 )
 def test_resume_gives_the_same_returns_and_parameters(tmp_path, optimizer):
     """Stopped after 2 of 4 iterations and resumed: the rows and the final state are those of
-    an uninterrupted run (for PPO that needs Adam's moments and step count restored, and the
-    anchor of ``anchor_kl_coeff``, which is the policy of iteration 0, not of the resume)."""
+    an uninterrupted run (for PPO that needs Adam's moments and step count restored)."""
     config = tiny(iterations=4, meta_optimizer=optimizer)
     Trainer(config, tmp_path / "full", progress=False).train()
     Trainer(dataclasses.replace(config, iterations=2), tmp_path / "split", progress=False).train()
@@ -66,9 +66,8 @@ def test_resume_gives_the_same_returns_and_parameters(tmp_path, optimizer):
     full, split = read_rows(tmp_path / "full"), read_rows(tmp_path / "split")
     assert [r["iteration"] for r in split] == ["0", "1", "2", "3"]
     columns = ["return_pre", "return_post", "env_steps", "loss_before", "kl"]
-    if getattr(optimizer, "anchor_kl_coeff", 0):
-        columns.append("anchor_kl")
-        assert float(full[0]["anchor_kl"]) < float(full[3]["anchor_kl"])
+    if getattr(optimizer, "target_kl", None):
+        columns.append("epochs")
     for column in columns:
         assert [r[column] for r in full] == [r[column] for r in split], column
     end_full, end_split = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "split")
@@ -369,44 +368,6 @@ def test_init_from_a_run_that_does_not_fit_is_refused_before_anything_is_written
     assert not (tmp_path / "run").exists()
 
 
-def test_init_from_optimizer_carries_the_source_runs_adam_moments(tmp_path):
-    """With init_from_optimizer the warm start's Adam continues the source's (its step count
-    for the policy's tensors goes on from the source's); without it Adam starts afresh. A
-    TRPO source has no moments to carry: refused before anything is written."""
-    ppo = {"name": "ppo", "epochs": 2}
-    source = tmp_path / "source"
-    Trainer(tiny(iterations=2, meta_optimizer=ppo), source, progress=False).train()
-
-    def adam_steps(run):
-        state = load_checkpoint(run)["meta_optimizer"]["adam"]["state"]
-        return sorted({float(v["step"]) for v in state.values()})
-
-    assert adam_steps(source) == [4.0]
-    for carry, expected in ((True, [6.0]), (False, [2.0])):
-        config = tiny(iterations=1, meta_optimizer=ppo, init_from=str(source))
-        config = dataclasses.replace(config, init_from_optimizer=carry)
-        Trainer(config, tmp_path / f"warm-{carry}", progress=False).train()
-        assert adam_steps(tmp_path / f"warm-{carry}") == expected
-    trpo_source = tmp_path / "trpo"
-    Trainer(tiny(iterations=1), trpo_source, progress=False).train()
-    config = tiny(meta_optimizer=ppo, init_from=str(trpo_source))
-    with pytest.raises(ConfigError, match=r"^init_from_optimizer: .*trpo"):
-        Trainer(
-            dataclasses.replace(config, init_from_optimizer=True), tmp_path / "no", progress=False
-        )
-    assert not (tmp_path / "no").exists()
-    reptile = tmp_path / "reptile"  # PPO configured, but Reptile makes its own steps
-    Trainer(
-        tiny(iterations=1, meta_learner="reptile", meta_optimizer=ppo), reptile, progress=False
-    ).train()
-    config = tiny(meta_optimizer=ppo, init_from=str(reptile), init_from_optimizer=True)
-    with pytest.raises(ConfigError, match=r"^init_from_optimizer: .*took no PPO step"):
-        Trainer(config, tmp_path / "no", progress=False)
-    assert not (tmp_path / "no").exists()
-    with pytest.raises(ConfigError, match=r"^init_from_optimizer: .*TRPO keeps no state"):
-        tiny(init_from=str(source), init_from_optimizer=True)  # this run's optimizer is TRPO
-
-
 def test_init_from_carries_learned_rates_when_both_runs_learn_them(tmp_path):
     """A warm start from a learned-rate run adapts as the source did (its trained rates); from
     a run without rates they start at adaptation.lr; rates of another layout are refused
@@ -607,9 +568,9 @@ def test_a_new_progress_column_on_resume_keeps_the_rows_aligned(tmp_path):
 
 def test_trpo_counts_and_reports_a_skipped_step():
     from metarl.adaptation import AdaptationSettings, make_meta_batch
-    from metarl.baselines import LinearFeatureBaseline
     from metarl.meta_optimizers.trpo import TRPO
     from metarl.sampler import Sampler
+    from metarl.value_baseline import LinearFeatureBaseline
 
     config = tiny()
     torch.manual_seed(0)

@@ -16,17 +16,16 @@ from typing import Any, Protocol
 from torch import nn
 
 from metarl.adaptation import AdaptationSettings
-from metarl.config import META_OPTIMIZERS as CONFIGS
-from metarl.config import PPOConfig, TRPOConfig, _coerce_variant
-from metarl.meta_optimizers.optim import (
+from metarl.config import MetaOptimizerConfig, coerce_variant
+from metarl.meta_optimizers.ppo import PPO, PPOConfig
+from metarl.meta_optimizers.trpo import FVP_KINDS, TRPO, TRPOConfig
+from metarl.objectives import MetaBatch
+from metarl.optim import (
     LineSearchResult,
     backtracking_line_search,
     conjugate_gradient,
     hessian_vector_product,
 )
-from metarl.meta_optimizers.ppo import PPO
-from metarl.meta_optimizers.trpo import FVP_KINDS, TRPO
-from metarl.objectives import MetaBatch
 
 __all__ = [
     "FVP_KINDS",
@@ -35,6 +34,8 @@ __all__ = [
     "TRPO",
     "LineSearchResult",
     "MetaOptimizer",
+    "PPOConfig",
+    "TRPOConfig",
     "backtracking_line_search",
     "conjugate_gradient",
     "hessian_vector_product",
@@ -57,12 +58,12 @@ class MetaOptimizer(Protocol):
 META_OPTIMIZERS: dict[str, type[TRPO] | type[PPO]] = {"trpo": TRPO, "ppo": PPO}
 
 
-def make_meta_optimizer(config: TRPOConfig | PPOConfig | Mapping[str, Any]) -> TRPO | PPO:
+def make_meta_optimizer(config: MetaOptimizerConfig | Mapping[str, Any]) -> TRPO | PPO:
     """The meta-optimizer a config describes: a ``TRPOConfig`` / ``PPOConfig``, or a mapping
     with ``name`` and its settings (``{"name": "trpo", "max_kl": 0.01}``), checked by the config.
     """
     if isinstance(config, Mapping):
-        config = _coerce_variant(dict(config), tuple(CONFIGS.values()), "meta_optimizer")
-    if not isinstance(config, TRPOConfig | PPOConfig):
+        config = coerce_variant(dict(config), MetaOptimizerConfig, "meta_optimizer")
+    if not isinstance(config, MetaOptimizerConfig):
         raise TypeError(f"expected a TRPOConfig, PPOConfig or mapping, got {type(config).__name__}")
     return META_OPTIMIZERS[config.name](config)

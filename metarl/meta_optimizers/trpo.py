@@ -3,8 +3,7 @@
 One step maximises the post-adaptation surrogate ``-L(theta)`` (see
 :func:`metarl.objectives.outer_surrogate`) under a trust region on the mean
 ``KL(pi_phi(theta_old) || pi_phi(theta))`` over the post-adaptation
-observations (``kl_direction: new_old`` reverses it, as pytorch-maml-rl does):
-a natural-gradient direction by conjugate gradient, then a backtracking line
+observations (rllab's direction, the paper's code): a natural-gradient direction by conjugate gradient, then a backtracking line
 search. Everything is batched over tasks.
 
 The curvature matrix ``F`` is the Hessian of that KL at ``theta_old``. Three
@@ -36,65 +35,46 @@ import functools
 import itertools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from metarl.adaptation import AdaptationSettings
-from metarl.config import TRPOConfig, with_settings
-from metarl.meta_optimizers.optim import (
+from metarl.config import (
+    ConfigError,
+    MetaOptimizerConfig,
+    check_non_negative,
+    check_one_of,
+    check_positive,
+    with_settings,
+)
+from metarl.meta_learners import MAML, MetaLearner
+from metarl.objectives import MetaBatch, outer_surrogate
+from metarl.optim import (
     backtracking_line_search,
+    check_finite,
+    check_step_inputs,
     conjugate_gradient,
     flat,
     hessian_vector_product,
+    mean_kl,
     unflat,
 )
-from metarl.objectives import MetaBatch, gaussian_kl, masked_task_mean, outer_surrogate
 from metarl.policies import Params, params_of
-
-if TYPE_CHECKING:
-    from metarl.meta_learners import MetaLearner
 
 __all__ = [
     "CURVATURE_PRODUCTS",
     "FVP_KINDS",
-    "KL_DIRECTIONS",
     "TRPO",
+    "TRPOConfig",
     "adapted_fisher_fvp",
-    "check_finite",
-    "check_step_inputs",
     "exact_fvp",
     "gauss_newton_fvp",
     "kl_hessian_fvp",
-    "mean_kl",
     "output_fisher_fvp",
 ]
-
-
-def check_finite(what: str, tensors: Sequence[Tensor] | Tensor) -> None:
-    """Raise ``FloatingPointError`` naming ``what`` if any tensor holds NaN or inf."""
-    tensors = [tensors] if isinstance(tensors, Tensor) else tensors
-    if not all(bool(torch.isfinite(t).all()) for t in tensors):
-        raise FloatingPointError(
-            f"{what} is not finite (NaN or inf); parameters were left unchanged. "
-            "Check the episodes and advantages, or lower the step sizes."
-        )
-
-
-def check_step_inputs(params: Sequence[Tensor], batch: MetaBatch) -> None:
-    """The checks every meta-step makes before it touches anything: finite parameters and batch."""
-    check_finite("policy parameters", params)
-    bad = batch.nonfinite_fields()
-    if bad:
-        raise FloatingPointError(
-            f"meta-batch fields {bad} hold NaN or inf; parameters were left unchanged"
-        )
-
-
-def mean_kl(old_mean: Tensor, old_std: Tensor, mean: Tensor, std: Tensor, mask: Tensor) -> Tensor:
-    """``KL(old || new)`` averaged over each task's valid steps, then over tasks."""
-    return masked_task_mean(gaussian_kl(old_mean, old_std, mean, std), mask).mean()
 
 
 def exact_fvp(kl: Tensor, params: Sequence[Tensor], damping: float) -> Callable[[Tensor], Tensor]:
@@ -262,8 +242,45 @@ CURVATURE_PRODUCTS: dict[str, Callable[..., Callable[[Tensor], Tensor]]] = {
 ``(trace, mean, std, mask, params, damping) -> (v -> F v)`` (the module docstring says which is which)."""
 FVP_KINDS = tuple(CURVATURE_PRODUCTS)
 """Their names (the config validates against this)."""
-KL_DIRECTIONS = ("old_new", "new_old")
-"""The line search's KL, ``KL(old || new)`` or ``KL(new || old)`` (:class:`TRPO`'s ``kl_direction``)."""
+
+
+@dataclass(frozen=True)
+class TRPOConfig(MetaOptimizerConfig):
+    """TRPO meta-optimizer (Schulman et al. 2015), as used by MAML-RL (Finn et al. 2017)."""
+
+    NAME: ClassVar[str] = "trpo"
+
+    name: Literal["trpo"] = "trpo"
+    """Selects this optimizer under ``meta_optimizer:``."""
+    max_kl: float = 0.01
+    """Trust-region size: mean KL between old and new adapted policies (MAML-RL: 0.01)."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations for the natural-gradient direction (rllab: 10)."""
+    cg_damping: float = 1e-5
+    """Damping added to the Fisher-vector product (rllab: 1e-5)."""
+    ls_max_steps: int = 15
+    """Backtracking line-search steps before the update is rejected (rllab: 15)."""
+    ls_backtrack_ratio: float = 0.8
+    """Step shrink factor per line-search step, in (0, 1) (rllab: 0.8)."""
+    fvp: str = "gauss_newton"
+    """Fisher-vector product form: exact | gauss_newton | adapted_fisher (module docstring;
+    gauss_newton equals exact at theta_old, Martens 2014, section 9)."""
+    cg_subsample: float = 1.0
+    """Share of the tasks whose episodes estimate the curvature (a new draw each step), in
+    (0, 1] (TRPO's subsampled Fisher, Schulman et al. 2015, appendix C.1)."""
+
+    def _check(self) -> None:
+        check_positive(self.max_kl, "max_kl")
+        check_positive(self.cg_iters, "cg_iters")
+        check_non_negative(self.cg_damping, "cg_damping")
+        check_positive(self.ls_max_steps, "ls_max_steps")
+        if not 0 < self.ls_backtrack_ratio < 1:
+            raise ConfigError(
+                f"must be in (0, 1), got {self.ls_backtrack_ratio!r}", key="ls_backtrack_ratio"
+            )
+        check_one_of(self.fvp, FVP_KINDS, "fvp")
+        if not 0 < self.cg_subsample <= 1:
+            raise ConfigError(f"must be in (0, 1], got {self.cg_subsample!r}", key="cg_subsample")
 
 
 class TRPO:
@@ -279,9 +296,6 @@ class TRPO:
         ls_max_steps: line-search trials before the step is rejected.
         ls_backtrack_ratio: step shrink factor between trials, in (0, 1).
         fvp: ``exact | gauss_newton | adapted_fisher`` (module docstring).
-        kl_direction: the line search's KL, ``old_new`` = ``KL(old || new)`` (rllab's) or
-            ``new_old`` = ``KL(new || old)`` (pytorch-maml-rl's). Both have the same Hessian at
-            ``theta_old``, so the curvature products do not depend on it.
         cg_subsample: share of the meta-batch's tasks whose episodes estimate the
             curvature matrix (a new random draw each step); 1 uses them all. The
             products cost in proportion; the line search checks the KL on every task.
@@ -297,7 +311,6 @@ class TRPO:
         self.ls_backtrack_ratio = config.ls_backtrack_ratio
         self.fvp = config.fvp
         self.cg_subsample = config.cg_subsample
-        self.kl_direction = config.kl_direction
         self.num_steps = 0
         self.num_skipped = 0
 
@@ -326,7 +339,7 @@ class TRPO:
             FloatingPointError: NaN/inf in the parameters, the batch, the loss,
                 its gradient or the step, before the parameters change.
         """
-        learner = _default_learner() if learner is None else learner
+        learner = MAML() if learner is None else learner
         theta = params_of(policy)
         params = learner.meta_parameters(policy)
         check_step_inputs(params, batch)
@@ -384,10 +397,7 @@ class TRPO:
                 loss = learner.meta_loss(
                     policy, now, batch, adaptation, trace, mean, std, outer_surrogate
                 )
-                if self.kl_direction == "old_new":
-                    kl = mean_kl(old_mean, old_std, mean, std, batch.post.mask)
-                else:
-                    kl = mean_kl(mean, std, old_mean, old_std, batch.post.mask)
+                kl = mean_kl(old_mean, old_std, mean, std, batch.post.mask)
             return float(loss), float(kl)
 
         result = backtracking_line_search(
@@ -440,9 +450,3 @@ class TRPO:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.num_steps = int(state["num_steps"])
         self.num_skipped = int(state.get("num_skipped", 0))
-
-
-def _default_learner() -> MetaLearner:
-    from metarl.meta_learners import MAML
-
-    return MAML()

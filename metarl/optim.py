@@ -1,7 +1,7 @@
-"""Pure numerical pieces of TRPO (Schulman et al. 2015, arXiv 1502.05477, appendix C).
+"""The numerical pieces that meta-learners and meta-optimizers share.
 
-Conjugate gradient, a Hessian-vector product, and the backtracking line search,
-each small and separately tested, as pytorch-maml-rl keeps them
+Conjugate gradient, a Hessian-vector product, and the backtracking line search of
+TRPO (Schulman et al. 2015, arXiv 1502.05477, appendix C), each small and separately tested, as pytorch-maml-rl keeps them
 (``maml_rl/utils/optimization.py``, ``metalearners/maml_trpo.py``). Vectors are
 flat: :func:`flat` and :func:`unflat` convert to and from lists of tensors.
 """
@@ -14,12 +14,17 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from metarl.objectives import MetaBatch, gaussian_kl, masked_task_mean
+
 __all__ = [
     "LineSearchResult",
     "backtracking_line_search",
+    "check_finite",
+    "check_step_inputs",
     "conjugate_gradient",
     "flat",
     "hessian_vector_product",
+    "mean_kl",
     "unflat",
 ]
 
@@ -128,3 +133,31 @@ def backtracking_line_search(
     for p, p_old in zip(params, old, strict=True):
         p.copy_(p_old)
     return LineSearchResult(None, max_steps, loss, kl)
+
+
+# --- guards every meta-step makes, and the KL they measure ---------------------------------
+
+
+def check_finite(what: str, tensors: Sequence[Tensor] | Tensor) -> None:
+    """Raise ``FloatingPointError`` naming ``what`` if any tensor holds NaN or inf."""
+    tensors = [tensors] if isinstance(tensors, Tensor) else tensors
+    if not all(bool(torch.isfinite(t).all()) for t in tensors):
+        raise FloatingPointError(
+            f"{what} is not finite (NaN or inf); parameters were left unchanged. "
+            "Check the episodes and advantages, or lower the step sizes."
+        )
+
+
+def check_step_inputs(params: Sequence[Tensor], batch: MetaBatch) -> None:
+    """The checks every meta-step makes before it touches anything: finite parameters and batch."""
+    check_finite("policy parameters", params)
+    bad = batch.nonfinite_fields()
+    if bad:
+        raise FloatingPointError(
+            f"meta-batch fields {bad} hold NaN or inf; parameters were left unchanged"
+        )
+
+
+def mean_kl(old_mean: Tensor, old_std: Tensor, mean: Tensor, std: Tensor, mask: Tensor) -> Tensor:
+    """``KL(old || new)`` averaged over each task's valid steps, then over tasks."""
+    return masked_task_mean(gaussian_kl(old_mean, old_std, mean, std), mask).mean()
