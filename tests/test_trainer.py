@@ -706,3 +706,32 @@ def test_subgroup_returns_name_their_columns_and_leave_an_absent_group_blank():
     absent = subgroup_returns("r", episodes, ["forward"] * 3, ("forward", "backward"))
     assert absent["r/forward"] == pytest.approx(14 / 3) and np.isnan(absent["r/backward"])
     assert subgroup_returns("r", episodes, ["all"] * 3, ("all",)) == {}
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "experiments"
+CANONICAL_RUNS = sorted(
+    p.parents[1] for p in (RESULTS / "results").glob("*/seed*/checkpoints/latest.pt")
+)
+
+
+@pytest.mark.parametrize(
+    "run", CANONICAL_RUNS, ids=[f"{r.parent.name}/{r.name}" for r in CANONICAL_RUNS]
+)
+def test_every_committed_run_resumes_with_its_shipped_config(run, tmp_path):
+    """`metarl train experiments/configs/<family>.yaml --seed S --iterations N --resume` on a
+    copy of each canonical run: its config.yaml and checkpoint, written by whichever metarl
+    trained it, are read in today's schema and match the shipped config."""
+    import shutil
+
+    family, seed = run.parent.name, int(run.name.removeprefix("seed"))
+    done = int(load_checkpoint(run)["iteration"])
+    config = load_config(
+        RESULTS / "configs" / f"{family}.yaml", [f"seed={seed}", f"iterations={done + 1}"]
+    )
+    copy = tmp_path / "run"
+    (copy / "checkpoints").mkdir(parents=True)
+    for name in ("config.yaml", "progress.csv", "checkpoints/latest.pt"):
+        shutil.copy(run / name, copy / name)
+    trainer = Trainer(config, copy, resume=True, progress=False)
+    trainer.close()
+    assert trainer.start_iteration == done
