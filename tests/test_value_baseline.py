@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metarl import baselines
-from metarl.baselines import LinearFeatureBaseline, fit_linear, linear_features
+from metarl import value_baseline
 from metarl.episodes import Episodes, discounted_returns, stack_episodes
+from metarl.value_baseline import LinearFeatureBaseline, fit_linear, linear_features
 
 
 def _mask(generator, horizon, num_episodes):
@@ -136,7 +136,7 @@ def test_regulariser_escalates_while_the_factorisation_fails(monkeypatch):
     eye = torch.eye(3, dtype=torch.float64)
     with monkeypatch.context() as patch:
         # With a single try, the first ridge coefficient is all there is: it fails.
-        patch.setattr(baselines, "MAX_REG_TRIES", 1)
+        patch.setattr(value_baseline, "MAX_REG_TRIES", 1)
         patch.setattr(torch.linalg, "cholesky_ex", _failing_cholesky(1)[0])
         with pytest.raises(RuntimeError, match="no finite solution"):
             fit_linear(features, targets, mask, reg_coeff=1e-5)
