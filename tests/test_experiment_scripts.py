@@ -366,6 +366,12 @@ def test_baselines_go_beside_the_familys_runs(tmp_path):
         f"--out {out}/oracle.zip"
     )
     assert "--algo sac" in oracle
+    assert oracle.endswith("--algo sac --n-envs 4 --algo-kwargs {gradient_steps: 2}")
+    log.unlink()
+    kwargs = "{gradient_steps: 2, policy_kwargs: {net_arch: [64, 64]}}"
+    result = _run(root, "baselines.sh", CONFIG="navigation2d", ORACLE_KWARGS=kwargs)
+    assert result.returncode == 0, result.stderr
+    assert log.read_text().splitlines()[1].endswith(f"--algo-kwargs {kwargs}")
 
 
 def test_the_maml_family_comparison_finds_every_methods_config(monkeypatch):
