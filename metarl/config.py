@@ -553,6 +553,20 @@ class Config(Section):
         if self.init_from is not None and not self.init_from.strip():
             raise _err("init_from", "must name a run directory, or be null")
         _check_choice(self, "meta_learner")
+        for section, cls in _METHOD_SECTIONS.items():
+            if section == self.meta_learner:
+                continue
+            unused = [
+                f.name
+                for f in fields(cls)
+                if getattr(getattr(self, section), f.name) != getattr(cls(), f.name)
+            ]
+            if unused:
+                raise _err(
+                    f"{section}.{unused[0]}",
+                    f"is {section}'s setting and does nothing with meta_learner "
+                    f"{self.meta_learner!r}; remove it, or set meta_learner: {section}",
+                )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Config:
