@@ -434,8 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="step every environment with the batched engine")
-    demo.add_argument("--num-envs", type=int, default=200)
-    demo.add_argument("--steps", type=int, default=20)
+    demo.add_argument(
+        "--num-envs", type=int, default=200, help="sub-envs per family (default: 200)"
+    )
+    demo.add_argument("--steps", type=int, default=20, help="steps timed (default: 20)")
     demo.set_defaults(run=_demo)
 
     train = commands.add_parser("train", help="meta-train a policy from a YAML config")
@@ -487,7 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     which.add_argument("--tasks", type=int, default=1, help="N held-out tasks, one row each")
     render.add_argument("--steps", type=int, default=1, help="adaptation steps (one column each)")
-    render.add_argument("--seed", type=int, default=1)
+    render.add_argument(
+        "--seed", type=int, default=1, help="seed of the tasks and the episodes (default: 1)"
+    )
     render.add_argument("--out", default="video.mp4", help="video.mp4 or video.gif")
     render.add_argument("--force", action="store_true", help="overwrite an existing video")
     render.add_argument(
@@ -498,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.add_argument("--width", type=int, default=480, help="of one panel, in pixels")
     render.add_argument("--height", type=int, default=360, help="of one panel, in pixels")
-    render.add_argument("--fps", type=int, default=20)
+    render.add_argument("--fps", type=int, default=20, help="frames per second (default: 20)")
     render.add_argument(
         "--max-steps", type=int, help="steps to show (default: the config's horizon)"
     )
@@ -511,7 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument(
         "run_dirs", nargs="+", help="run directories (seeds of one config are averaged)"
     )
-    plot.add_argument("--out", default="curves.png")
+    plot.add_argument(
+        "--out", default="curves.png", help="where the figure goes (default: curves.png)"
+    )
     plot.add_argument(
         "--subgroups",
         action="store_true",
@@ -549,7 +555,13 @@ def build_parser() -> argparse.ArgumentParser:
     base.add_argument(
         "--out", help="zip path (default baselines/<config>/pretrained.zip or oracle.zip)"
     )
-    base.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    base.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, as for train (repeatable)",
+    )
     base.add_argument("--force", action="store_true", help="overwrite an existing zip")
     base.add_argument(
         "--resume",
