@@ -554,12 +554,11 @@ class Config(Section):
             raise _err("init_from", "must name a run directory, or be null")
         _check_choice(self, "meta_learner")
         for section, cls in _METHOD_SECTIONS.items():
-            if section == self.meta_learner:
+            given, default = getattr(self, section), cls()
+            if section == self.meta_learner or given == default:
                 continue
             unused = [
-                f.name
-                for f in fields(cls)
-                if getattr(getattr(self, section), f.name) != getattr(cls(), f.name)
+                f.name for f in fields(cls) if getattr(given, f.name) != getattr(default, f.name)
             ]
             if unused:
                 raise _err(
